@@ -1,0 +1,45 @@
+#!/bin/sh
+# tests/run.sh: run every unit test (C, in $UNITS) and CLI test (tests/cli/*.sh);
+# count PASS/FAIL lines; end with "N passed, N failed".
+# A test program that dies or exits non-zero without a FAIL line counts as a failure.
+# TESTS="pattern" runs only tests whose name contains pattern.
+set -u
+: "${BIN:?}" "${UNITS:?}"
+export BIN
+here=$(cd "$(dirname "$0")" && pwd)
+log=$(mktemp "${TMPDIR:-/tmp}/dapipe-log.XXXXXX")
+passed=0
+failed=0
+count() {
+	name=$1
+	shift
+	start=$(date +%s)
+	"$@" >"$log" 2>&1
+	rc=$?
+	p=$(grep -c '^PASS ' "$log")
+	f=$(grep -c '^FAIL ' "$log")
+	grep '^FAIL ' "$log" | sed "s|^|  $name: |"
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "  $name: FAIL exit $rc"
+		tail -n 5 "$log" | sed 's/^/    /'
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	printf '%-28s %4d passed %3d failed  %3ss\n' "$name" "$p" "$f" "$(( $(date +%s) - start ))"
+}
+for t in "$UNITS"/*; do
+	[ -x "$t" ] || continue
+	n=$(basename "$t")
+	case "$n" in *"${TESTS:-}"*) ;; *) continue ;; esac
+	count "$n" "$t"
+done
+for t in "$here"/cli/*.sh; do
+	[ -f "$t" ] || continue
+	n=$(basename "$t" .sh)
+	case "$n" in *"${TESTS:-}"*) ;; *) continue ;; esac
+	count "$n" sh "$t"
+done
+rm -f "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
