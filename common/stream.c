@@ -1,5 +1,4 @@
 /* stream.c: see stream.h and docs/FORMAT.md. */
-#define _GNU_SOURCE
 #include "stream.h"
 #include "util.h"
 
