@@ -49,7 +49,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdapipe.a $(wildcard common/*.h) $(w
 
 tests: all $(UNIT_BIN)
 
-check: tests
+check: setup tests
 	@BIN=$(abspath $(BIN)) UNITS=$(abspath $(BUILD)/tests) sh tests/run.sh
 
 # The whole suite under ASan + UBSan, built apart in build-san/ and bin-san/.
