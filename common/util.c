@@ -14,6 +14,7 @@
 const char *argv0 = "dapipe";
 int progress_on = 0;
 int quiet = 0;
+static int progress_tty;
 
 static void (*die_hooks[16])(void);
 static int ndie_hooks;
@@ -249,21 +250,32 @@ void atomic_abort(AtomicFile *af)
 void progress_setup(int force, int quiet_flag)
 {
 	quiet = quiet_flag;
-	progress_on = !quiet_flag && (force || isatty(2));
+	progress_tty = isatty(2);
+	progress_on = !quiet_flag && (force || progress_tty);
 }
 
 static int progress_dirty;
 
+/* Rate-limited: a terminal gets an updating line at most 5 times a second, a file or
+ * pipe (--progress) a plain line at most every 2 seconds. */
 void progress(const char *fmt, ...)
 {
+	static double last;
 	if (!progress_on) return;
+	double t = now_seconds();
+	if (t - last < (progress_tty ? 0.2 : 2.0)) return;
+	last = t;
 	va_list ap;
-	fprintf(stderr, "\r%s: ", argv0);
+	fprintf(stderr, progress_tty ? "\r%s: " : "%s: ", argv0);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs("\033[K", stderr);
-	progress_dirty = 1;
+	if (progress_tty) {
+		fputs("\033[K", stderr);
+		progress_dirty = 1;
+	} else {
+		fputc('\n', stderr);
+	}
 }
 
 void progress_done(void)
