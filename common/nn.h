@@ -19,6 +19,9 @@ void relu_forward(float *out, const float *inp, long n);
 void relu_backward(float *dinp, const float *dout, const float *inp, long n);
 void leaky_relu_forward(float *out, const float *inp, float slope, long n);
 void leaky_relu_backward(float *dinp, const float *dout, const float *inp, float slope, long n);
+/* tanh: backward takes the forward OUTPUT (1 - out^2) */
+void tanh_forward(float *out, const float *inp, long n);
+void tanh_backward(float *dinp, const float *dout, const float *out, long n);
 /* BatchNorm1d over inp (B,C). train: batch statistics (biased variance for
  * normalising, unbiased for the running update, like PyTorch), mean/rstd (C) cached,
  * running_mean/var updated with momentum. !train: running statistics. B must be > 1
@@ -38,7 +41,9 @@ void dropout_backward(float *dinp, const float *dout, const float *mask, long n)
 /* gradient reversal layer: identity forward; backward dinp += -lambda * dout */
 void grl_backward(float *dinp, const float *dout, float lambda, long n);
 
-/* ---- losses (each returns the loss; d* may be NULL; gradients are of the returned loss) ---- */
+/* ---- losses (each returns the loss; d* may be NULL; gradients are of the returned loss).
+ * Unlike the layers, a loss WRITES its gradient (d* = dloss/dinput, not +=): it is where
+ * backward starts. Scale it yourself to weight a loss term. ---- */
 /* Softmax cross-entropy on logits (B,K) with labels y (B); rows with y < 0 are ignored.
  * class_w (K) or NULL; smoothing in [0,1). PyTorch semantics: weighted mean over the
  * labelled rows (sum w_y l / sum w_y). probs (B,K) or NULL receives softmax(logits).
@@ -75,6 +80,10 @@ typedef struct {
 /* Block order for each hidden layer: Linear -> activation -> norm -> dropout
  * (the published encoder: Linear, ReLU, BatchNorm, Dropout). */
 
+/* defaults: act relu, slope 0.2, norm none, dropout 0, head 0, bn_momentum 0.1, eps 1e-5
+ * (mlp_new also takes eps <= 0 and bn_momentum <= 0 as these defaults) */
+void mlp_spec_init(MlpSpec *s);
+
 typedef struct Mlp Mlp;
 Mlp *mlp_new(const MlpSpec *spec, uint64_t seed);  /* PyTorch default init: U(-1/sqrt(in), 1/sqrt(in)) for w and b; BN gamma 1 beta 0 */
 void mlp_free(Mlp *m);
@@ -85,7 +94,9 @@ int mlp_out(const Mlp *m);
  * B may change from call to call (buffers grow). */
 const float *mlp_forward(Mlp *m, const float *x, int B, int train);
 /* Backward from dout (B,out) of the last forward: ADDS parameter gradients;
- * dx (B,in) is written (not added) when non-NULL. */
+ * dx (B,in) is written (not added) when non-NULL (NULL skips the input-gradient matmul).
+ * After a forward with train = 0, BatchNorm is differentiated with its running
+ * statistics as constants. */
 void mlp_backward(Mlp *m, const float *dout, float *dx);
 void mlp_zero_grad(Mlp *m);
 /* all parameters in one allocation; grads parallel to it */
@@ -96,6 +107,10 @@ float *mlp_grads(Mlp *m);
  * name like "l0.w", "l0.b", "l0.bn.gamma", "l0.bn.running_mean". */
 int mlp_ntensors(const Mlp *m);
 const char *mlp_tensor(Mlp *m, int i, int *ndim, int64_t shape[2], float **data);
+/* the gradient of tensor i (parallel to its data), NULL for buffers */
+float *mlp_tensor_grad(Mlp *m, int i);
+/* index of the tensor with this name, -1 if none */
+int mlp_find_tensor(const Mlp *m, const char *name);
 void mlp_set_seed(Mlp *m, uint64_t seed);  /* dropout stream */
 /* rng state for exact resume */
 Rng *mlp_rng(Mlp *m);
