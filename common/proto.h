@@ -1,0 +1,47 @@
+/* proto.h: the stage request/response protocol (docs/STAGES.md) and the child
+ * process plumbing that train-step uses to drive the stages.
+ *
+ * A stage is a child process started with /bin/sh -c CMD. train-step writes request
+ * frames (msgpack maps, the stream format) to its stdin and reads one response frame
+ * per request from its stdout: {type:"ok", ...} or {type:"error", message}. The
+ * child's stderr goes to an unlinked temporary file, so that when a stage dies or
+ * answers garbage the error names the stage and quotes the end of its stderr.
+ * Every started child is killed and reaped when the parent dies (at_die). */
+#ifndef DAPIPE_PROTO_H
+#define DAPIPE_PROTO_H
+
+#include <sys/types.h>
+#include "stream.h"
+
+typedef struct {
+	char *name;        /* "encoder", "classifier", "discriminator" */
+	char *cmd;         /* the shell command */
+	pid_t pid;         /* 0 once reaped */
+	FILE *to;          /* the child's stdin */
+	SWriter w;         /* packs requests onto to */
+	SReader from;      /* the child's stdout */
+	int errfd;         /* unlinked temporary file holding the child's stderr */
+	int pending;       /* requests sent whose response is not read yet */
+	long requests;     /* requests sent so far */
+	double wait_s;     /* seconds spent waiting for responses */
+} Peer;
+
+/* Start CMD through /bin/sh -c with pipes on stdin/stdout and stderr captured. */
+void peer_start(Peer *p, const char *name, const char *cmd);
+/* Begin a request map of n entries whose first entry is type: the caller packs
+ * the remaining n-1 key/value pairs through p->w, then calls peer_send. */
+SWriter *peer_request(Peer *p, const char *type, size_t n);
+void peer_send(Peer *p);
+/* The next response; dies if the stage died, closed its output, answered
+ * something that is not a frame, or answered {type:"error"} (its message is quoted).
+ * Valid until the next peer_recv on this peer. Field errors inside the response
+ * (decoded through stream.h's getters) name the stage and quote its stderr too. */
+const msgpack_object *peer_recv(Peer *p);
+/* A response whose fields are wrong (e.g. a tensor of the wrong shape). */
+_Noreturn void peer_fail(Peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Send quit, read the answer, close the pipes, wait for a zero exit status. */
+void peer_quit(Peer *p);
+/* The last lines of the stage's stderr, joined with " | " (static buffer). */
+const char *peer_stderr_tail(Peer *p, int maxlines);
+
+#endif

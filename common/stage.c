@@ -1,0 +1,497 @@
+/* stage.c: see stage.h and docs/STAGES.md. */
+#include "stage.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+Act parse_act(const char *opt, const char *s)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%s", s);
+	for (char *c = buf; *c; c++)
+		if (*c == '-') *c = '_';
+	for (int i = 0; i < ACT_COUNT; i++)
+		if (strcmp(buf, act_names[i]) == 0) return (Act)i;
+	usage_error("%s: %s: expected relu, leaky-relu or tanh", opt, s);
+}
+
+Norm parse_norm(const char *opt, const char *s)
+{
+	for (int i = 0; i < NORM_COUNT; i++)
+		if (strcmp(s, norm_names[i]) == 0) return (Norm)i;
+	usage_error("%s: %s: expected batch, layer or none", opt, s);
+}
+
+void parse_layers(StageArch *a, const char *opt, const char *s)
+{
+	a->nhidden = parse_int_list(opt, s, a->hidden, MLP_MAXLAYERS - 1, 1, 1 << 20);
+	if (a->nhidden == 0 && !a->head) usage_error("%s: needs at least one width", opt);
+}
+
+MlpSpec stage_spec(const StageArch *a, int in, int out)
+{
+	MlpSpec sp;
+	memset(&sp, 0, sizeof sp);
+	sp.in = in;
+	sp.nlayers = 0;
+	for (int i = 0; i < a->nhidden; i++) sp.widths[sp.nlayers++] = a->hidden[i];
+	if (a->head) sp.widths[sp.nlayers++] = out;
+	sp.act = a->act;
+	sp.slope = a->slope;
+	sp.norm = a->norm;
+	sp.dropout = a->dropout;
+	sp.head = a->head;
+	sp.bn_momentum = 0.1f;
+	sp.eps = 1e-5f;
+	return sp;
+}
+
+/* ---- responses ---- */
+
+void stage_ok(Stage *s, size_t n)
+{
+	sw_map(&s->out, n + 1);
+	sw_key(&s->out, "type");
+	sw_str(&s->out, "ok");
+	s->out.frames++;
+}
+
+void stage_error(Stage *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	sw_map(&s->out, 2);
+	sw_key(&s->out, "type"); sw_str(&s->out, "error");
+	sw_key(&s->out, "message"); sw_str(&s->out, msg);
+	s->out.frames++;
+}
+
+int req_bool(const SReader *r, const msgpack_object *req, const char *key, int def)
+{
+	const msgpack_object *o = obj_get(req, key);
+	if (!o || o->type == MSGPACK_OBJECT_NIL) return def;
+	if (o->type == MSGPACK_OBJECT_BOOLEAN) return o->via.boolean;
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return o->via.u64 != 0;
+	sr_fail(r, "%s: expected a boolean", key);
+}
+
+int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, Tensor *t)
+{
+	get_tensor(&s->in, req, key, DT_F32, 2, t);
+	if (t->shape[1] != cols)
+		sr_fail(&s->in, "%s has %lld columns, the %s takes %d", key, (long long)t->shape[1], s->role, cols);
+	return (int)t->shape[0];
+}
+
+void stage_step(Stage *s, double lr)
+{
+	optim_step(&s->opt, mlp_params(s->m), mlp_grads(s->m), (float)lr);
+	mlp_zero_grad(s->m);
+}
+
+/* ---- params frames ---- */
+
+void params_write(SWriter *w, const char *role, const char *method, Mlp *m, const Optim *opt)
+{
+	const MlpSpec *sp = mlp_spec(m);
+	sw_map(w, opt ? 5 : 4);
+	sw_key(w, "type"); sw_str(w, "params");
+	sw_key(w, "stage"); sw_str(w, role);
+	sw_key(w, "arch");
+	sw_map(w, method ? 8 : 7);
+	sw_key(w, "in"); sw_int(w, sp->in);
+	sw_key(w, "widths"); sw_array(w, (size_t)sp->nlayers);
+	for (int i = 0; i < sp->nlayers; i++) sw_int(w, sp->widths[i]);
+	sw_key(w, "head"); sw_bool(w, sp->head);
+	sw_key(w, "act"); sw_str(w, act_names[sp->act]);
+	sw_key(w, "norm"); sw_str(w, norm_names[sp->norm]);
+	sw_key(w, "dropout"); sw_double(w, sp->dropout);
+	sw_key(w, "slope"); sw_double(w, sp->slope);
+	if (method) { sw_key(w, "method"); sw_str(w, method); }
+	int nt = mlp_ntensors(m);
+	sw_key(w, "tensors");
+	sw_map(w, (size_t)nt);
+	for (int i = 0; i < nt; i++) {
+		int ndim;
+		int64_t shape[2];
+		float *data;
+		const char *name = mlp_tensor(m, i, &ndim, shape, &data);
+		sw_key(w, name);
+		sw_tensor(w, DT_F32, ndim, shape, data);
+	}
+	if (opt) {
+		sw_key(w, "state");
+		sw_map(w, 2);
+		sw_key(w, "optimizer");
+		sw_map(w, 9);
+		sw_key(w, "kind"); sw_str(w, opt_names[opt->kind]);
+		sw_key(w, "t"); sw_int(w, opt->t);
+		sw_key(w, "beta1"); sw_double(w, opt->beta1);
+		sw_key(w, "beta2"); sw_double(w, opt->beta2);
+		sw_key(w, "eps"); sw_double(w, opt->eps);
+		sw_key(w, "weight_decay"); sw_double(w, opt->weight_decay);
+		sw_key(w, "momentum"); sw_double(w, opt->momentum);
+		int64_t sh[1] = { opt->m ? (int64_t)opt->n : 0 };
+		static const float none[1];
+		sw_key(w, "m"); sw_tensor(w, DT_F32, 1, sh, opt->m ? opt->m : none);
+		sh[0] = opt->v ? (int64_t)opt->n : 0;
+		sw_key(w, "v"); sw_tensor(w, DT_F32, 1, sh, opt->v ? opt->v : none);
+		Rng *rng = mlp_rng(m);
+		int64_t four[1] = { 4 };
+		sw_key(w, "rng"); sw_tensor(w, DT_I64, 1, four, rng->s);
+	}
+}
+
+static const msgpack_object *need(const SReader *r, const msgpack_object *map, const char *key, const char *where)
+{
+	const msgpack_object *o = obj_get(map, key);
+	if (!o) sr_fail(r, "%s: missing \"%s\"", where, key);
+	return o;
+}
+
+Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, char **method, Optim *opt, int *has_state)
+{
+	if (!p || p->type != MSGPACK_OBJECT_MAP) sr_fail(r, "params: not a map");
+	if (method) *method = NULL;
+	if (has_state) *has_state = 0;
+	char *st = get_str(r, p, "stage");
+	if (role && strcmp(st, role) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "params are for the %s stage, not the %s", st, role);
+		free(st);
+		sr_fail(r, "%s", msg);
+	}
+	free(st);
+	const msgpack_object *a = need(r, p, "arch", "params");
+	if (a->type != MSGPACK_OBJECT_MAP) sr_fail(r, "params: arch is not a map");
+	MlpSpec sp;
+	memset(&sp, 0, sizeof sp);
+	int64_t in = obj_int(r, need(r, a, "in", "arch"), "arch.in");
+	if (in < 1 || in > (1 << 24)) sr_fail(r, "arch.in = %lld is out of range", (long long)in);
+	sp.in = (int)in;
+	const msgpack_object *wd = need(r, a, "widths", "arch");
+	if (wd->type != MSGPACK_OBJECT_ARRAY || wd->via.array.size < 1 || wd->via.array.size > MLP_MAXLAYERS)
+		sr_fail(r, "arch.widths: expected 1 to %d widths", MLP_MAXLAYERS);
+	sp.nlayers = (int)wd->via.array.size;
+	for (int i = 0; i < sp.nlayers; i++) {
+		int64_t v = obj_int(r, &wd->via.array.ptr[i], "arch.widths");
+		if (v < 1 || v > (1 << 20)) sr_fail(r, "arch.widths[%d] = %lld is out of range", i, (long long)v);
+		sp.widths[i] = (int)v;
+	}
+	const msgpack_object *h = need(r, a, "head", "arch");
+	if (h->type != MSGPACK_OBJECT_BOOLEAN) sr_fail(r, "arch.head: expected a boolean");
+	sp.head = h->via.boolean;
+	char *s = get_str(r, a, "act");
+	int act = -1, norm = -1;
+	for (int i = 0; i < ACT_COUNT; i++) if (strcmp(s, act_names[i]) == 0) act = i;
+	free(s);
+	s = get_str(r, a, "norm");
+	for (int i = 0; i < NORM_COUNT; i++) if (strcmp(s, norm_names[i]) == 0) norm = i;
+	free(s);
+	if (act < 0) sr_fail(r, "arch.act: unknown activation");
+	if (norm < 0) sr_fail(r, "arch.norm: unknown normalisation");
+	sp.act = (Act)act;
+	sp.norm = (Norm)norm;
+	double dr = get_num(r, a, "dropout"), sl = opt_num(r, a, "slope", 0.2);
+	if (!(dr >= 0 && dr < 1)) sr_fail(r, "arch.dropout: must be in [0, 1)");
+	if (!isfinite(sl)) sr_fail(r, "arch.slope: not finite");
+	sp.dropout = (float)dr;
+	sp.slope = (float)sl;
+	sp.bn_momentum = 0.1f;
+	sp.eps = 1e-5f;
+	if (method && obj_get(a, "method")) *method = get_str(r, a, "method");
+
+	Mlp *m = mlp_new(&sp, 0);
+	const msgpack_object *ts = need(r, p, "tensors", "params");
+	if (ts->type != MSGPACK_OBJECT_MAP) sr_fail(r, "params: tensors is not a map");
+	int nt = mlp_ntensors(m);
+	for (int i = 0; i < nt; i++) {
+		int ndim;
+		int64_t shape[2];
+		float *data;
+		const char *name = mlp_tensor(m, i, &ndim, shape, &data);
+		Tensor t;
+		obj_tensor(r, obj_get(ts, name), name, DT_F32, ndim, &t);
+		for (int k = 0; k < ndim; k++)
+			if (t.shape[k] != shape[k])
+				sr_fail(r, "tensor %s: shape[%d] is %lld, the architecture needs %lld", name, k,
+				        (long long)t.shape[k], (long long)shape[k]);
+		const float *src = t.data;
+		for (int64_t k = 0; k < tensor_numel(&t); k++)
+			if (!isfinite(src[k])) sr_fail(r, "tensor %s: element %lld is not finite", name, (long long)k);
+		memcpy(data, t.data, t.nbytes);
+		tensor_free(&t);
+	}
+	if (ts->via.map.size != (uint32_t)nt)
+		sr_fail(r, "params: %u tensors, the architecture has %d", ts->via.map.size, nt);
+	const msgpack_object *state = obj_get(p, "state");
+	if (opt && state && state->type == MSGPACK_OBJECT_MAP) {
+		const msgpack_object *o = need(r, state, "optimizer", "state");
+		char *k = get_str(r, o, "kind");
+		int kind = -1;
+		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) kind = i;
+		free(k);
+		if (kind < 0) sr_fail(r, "state.optimizer.kind: unknown optimiser");
+		optim_init(opt, (OptKind)kind, mlp_nparams(m));
+		opt->t = get_int(r, o, "t");
+		opt->beta1 = (float)get_num(r, o, "beta1");
+		opt->beta2 = (float)get_num(r, o, "beta2");
+		opt->eps = (float)get_num(r, o, "eps");
+		opt->weight_decay = (float)get_num(r, o, "weight_decay");
+		opt->momentum = (float)get_num(r, o, "momentum");
+		const char *mv[2] = { "m", "v" };
+		float *dst[2] = { opt->m, opt->v };
+		for (int j = 0; j < 2; j++) {
+			Tensor t;
+			get_tensor(r, o, mv[j], DT_F32, 1, &t);
+			if (dst[j] && (size_t)t.shape[0] == opt->n) memcpy(dst[j], t.data, t.nbytes);
+			else if (t.shape[0] != 0 || dst[j])
+				sr_fail(r, "state.optimizer.%s: %lld values, the model has %zu parameters", mv[j], (long long)t.shape[0], opt->n);
+			tensor_free(&t);
+		}
+		Tensor t;
+		get_tensor(r, state, "rng", DT_I64, 1, &t);
+		if (t.shape[0] != 4) sr_fail(r, "state.rng: expected 4 values");
+		memcpy(mlp_rng(m)->s, t.data, sizeof(uint64_t) * 4);
+		tensor_free(&t);
+		if (has_state) *has_state = 1;
+	}
+	return m;
+}
+
+/* ---- the serve loop ---- */
+
+static void write_arch_reply(Stage *s)
+{
+	stage_ok(s, 2);
+	sw_key(&s->out, "out"); sw_int(&s->out, mlp_out(s->m));
+	sw_key(&s->out, "nparams"); sw_int(&s->out, (int64_t)mlp_nparams(s->m));
+}
+
+static void optim_setup(Stage *s, const msgpack_object *req)
+{
+	const msgpack_object *o = obj_get(req, "optimizer");
+	OptKind kind = OPT_ADAM;
+	if (o && o->type == MSGPACK_OBJECT_MAP && obj_get(o, "kind")) {
+		char *k = get_str(&s->in, o, "kind");
+		int found = -1;
+		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) found = i;
+		free(k);
+		if (found < 0) sr_fail(&s->in, "optimizer.kind: unknown optimiser");
+		kind = (OptKind)found;
+	}
+	optim_init(&s->opt, kind, mlp_nparams(s->m));
+	if (o && o->type == MSGPACK_OBJECT_MAP) {
+		s->opt.weight_decay = (float)opt_num(&s->in, o, "weight_decay", s->opt.weight_decay);
+		s->opt.beta1 = (float)opt_num(&s->in, o, "beta1", s->opt.beta1);
+		s->opt.beta2 = (float)opt_num(&s->in, o, "beta2", s->opt.beta2);
+		s->opt.eps = (float)opt_num(&s->in, o, "eps", s->opt.eps);
+		s->opt.momentum = (float)opt_num(&s->in, o, "momentum", s->opt.momentum);
+	}
+}
+
+static void do_init(Stage *s, const msgpack_object *req)
+{
+	int64_t in = get_int(&s->in, req, "in");
+	int64_t out = opt_int(&s->in, req, "out", 0);
+	int64_t seed = opt_int(&s->in, req, "seed", 1);
+	if (in < 1 || in > (1 << 24)) { stage_error(s, "init: in = %lld is out of range", (long long)in); return; }
+	if (s->arch.fixed_out) out = s->arch.fixed_out;
+	if (s->arch.head && (out < 1 || out > (1 << 20))) { stage_error(s, "init: the %s needs \"out\" (at least 1)", s->role); return; }
+	if (s->m) { mlp_free(s->m); optim_free(&s->opt); }
+	MlpSpec sp = stage_spec(&s->arch, (int)in, (int)out);
+	s->m = mlp_new(&sp, (uint64_t)seed);
+	mlp_set_seed(s->m, (uint64_t)seed * 2654435761u + 1);
+	optim_setup(s, req);
+	s->last_b = 0;
+	write_arch_reply(s);
+}
+
+static void do_forward(Stage *s, const msgpack_object *req)
+{
+	Tensor x;
+	int train = req_bool(&s->in, req, "train", 0);
+	int b = req_matrix(s, req, "x", mlp_spec(s->m)->in, &x);
+	if (train && b < 2 && mlp_spec(s->m)->norm == NORM_BATCH) {
+		tensor_free(&x);
+		stage_error(s, "forward: a training batch of %d row%s would reach BatchNorm", b, b == 1 ? "" : "s");
+		return;
+	}
+	const float *y = b ? mlp_forward(s->m, x.data, b, train) : NULL;
+	s->last_b = train ? b : 0;
+	int64_t sh[2] = { b, mlp_out(s->m) };
+	static const float none[1];
+	stage_ok(s, 1);
+	sw_key(&s->out, "y");
+	sw_tensor(&s->out, DT_F32, 2, sh, y ? y : none);
+	tensor_free(&x);
+}
+
+static void do_backward(Stage *s, const msgpack_object *req)
+{
+	Tensor dy;
+	int b = req_matrix(s, req, "dy", mlp_out(s->m), &dy);
+	if (b != s->last_b || b == 0) {
+		tensor_free(&dy);
+		stage_error(s, "backward: dy has %d rows, the last training forward had %d", b, s->last_b);
+		return;
+	}
+	int want = req_bool(&s->in, req, "want_dx", 0);
+	const msgpack_object *lr = obj_get(req, "lr");
+	float *dx = want ? xmallocarray((size_t)b * mlp_spec(s->m)->in, sizeof(float)) : NULL;
+	mlp_backward(s->m, dy.data, dx);
+	if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
+	if (want) {
+		int64_t sh[2] = { b, mlp_spec(s->m)->in };
+		stage_ok(s, 1);
+		sw_key(&s->out, "dx");
+		sw_tensor(&s->out, DT_F32, 2, sh, dx);
+	} else {
+		stage_ok(s, 0);
+	}
+	free(dx);
+	tensor_free(&dy);
+}
+
+static void do_save(Stage *s, const msgpack_object *req)
+{
+	int state = req_bool(&s->in, req, "state", 0);
+	stage_ok(s, 1);
+	sw_key(&s->out, "params");
+	params_write(&s->out, s->role, s->method, s->m, state ? &s->opt : NULL);
+}
+
+static void do_load(Stage *s, const msgpack_object *req)
+{
+	char *method = NULL;
+	Optim opt;
+	int has_state;
+	memset(&opt, 0, sizeof opt);
+	Mlp *m = params_read(&s->in, obj_get(req, "params"), s->role, &method, &opt, &has_state);
+	if (s->method && method && strcmp(method, s->method) != 0) {
+		stage_error(s, "load: params of a %s %s, this stage runs %s", method, s->role, s->method);
+		free(method);
+		mlp_free(m);
+		if (has_state) optim_free(&opt);
+		return;
+	}
+	free(method);
+	if (s->m) {
+		if (has_state) optim_free(&s->opt);
+		mlp_free(s->m);
+	}
+	s->m = m;
+	if (has_state) s->opt = opt;
+	else if (!s->opt.m && !s->opt.v) optim_setup(s, req);
+	else if (s->opt.n != mlp_nparams(m)) { optim_free(&s->opt); optim_setup(s, req); }
+	s->last_b = 0;
+	write_arch_reply(s);
+}
+
+void stage_serve(Stage *s)
+{
+	sr_open_fd(&s->in, 0, "<requests>");
+	sw_init(&s->out, stdout, "<stdout>");
+	for (;;) {
+		const msgpack_object *req = sr_next(&s->in);
+		if (!req) break;  /* the driver closed the pipe: same as quit */
+		char type[64];
+		snprintf(type, sizeof type, "%s", frame_type(&s->in, req));
+		if (strcmp(type, "quit") == 0) {
+			stage_ok(s, 0);
+			sw_flush(&s->out);
+			break;
+		}
+		if (strcmp(type, "init") == 0) do_init(s, req);
+		else if (!s->m && strcmp(type, "load") != 0) stage_error(s, "%s: the stage is not initialised (send init or load first)", type);
+		else if (strcmp(type, "forward") == 0) do_forward(s, req);
+		else if (strcmp(type, "backward") == 0) do_backward(s, req);
+		else if (strcmp(type, "step") == 0) {
+			stage_step(s, get_num(&s->in, req, "lr"));
+			stage_ok(s, 0);
+		} else if (strcmp(type, "save") == 0) do_save(s, req);
+		else if (strcmp(type, "load") == 0) do_load(s, req);
+		else if (!s->handle || !s->handle(s, type, req))
+			stage_error(s, "unknown request \"%s\" for the %s stage", type, s->role);
+		sw_flush(&s->out);
+	}
+	if (s->m) {
+		mlp_free(s->m);
+		optim_free(&s->opt);
+	}
+	sr_close(&s->in);
+	exit(0);
+}
+
+/* ---- bundles ---- */
+
+void bundle_read(Bundle *b, const char *path)
+{
+	SReader r;
+	memset(b, 0, sizeof *b);
+	sr_open(&r, path);
+	b->path = xstrdup(r.name);
+	const msgpack_object *f = sr_next(&r);
+	if (!f) sr_fail(&r, "empty file (no header frame)");
+	header_parse(&r, f, &b->h);
+	if (strcmp(b->h.kind, "model") != 0) sr_fail(&r, "kind \"%s\", expected a model bundle (kind \"model\")", b->h.kind);
+	for (;;) {
+		f = sr_next(&r);
+		if (!f) {
+			r.frame++;
+			sr_fail(&r, "bundle ends without an end frame (truncated?)");
+		}
+		const char *t = frame_type(&r, f);
+		if (strcmp(t, "end") == 0) {
+			if (sr_next(&r)) sr_fail(&r, "data after the end frame");
+			break;
+		}
+		if (strcmp(t, "params") != 0) continue;
+		b->stage = xrealloc(b->stage, sizeof(char *) * (size_t)(b->n + 1));
+		b->params = xrealloc(b->params, sizeof(Blob) * (size_t)(b->n + 1));
+		b->frame = xrealloc(b->frame, sizeof(long) * (size_t)(b->n + 1));
+		b->stage[b->n] = get_str(&r, f, "stage");
+		blob_from_object(&b->params[b->n], f);
+		b->frame[b->n] = r.frame;
+		b->n++;
+	}
+	sr_close(&r);
+}
+
+Mlp *bundle_mlp(const Bundle *b, const char *stage, char **method)
+{
+	for (int i = 0; i < b->n; i++) {
+		if (strcmp(b->stage[i], stage) != 0) continue;
+		SReader r;
+		memset(&r, 0, sizeof r);
+		r.name = b->path;
+		r.frame = b->frame[i];
+		msgpack_unpacked up;
+		const msgpack_object *o = blob_object(&b->params[i], &up);
+		Mlp *m = params_read(&r, o, stage, method, NULL, NULL);
+		msgpack_unpacked_destroy(&up);
+		return m;
+	}
+	die("%s: the bundle has no %s (params frame with stage \"%s\")", b->path, stage, stage);
+}
+
+void bundle_free(Bundle *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		free(b->stage[i]);
+		blob_free(&b->params[i]);
+	}
+	free(b->stage);
+	free(b->params);
+	free(b->frame);
+	free(b->path);
+	header_free(&b->h);
+	memset(b, 0, sizeof *b);
+}
