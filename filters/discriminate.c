@@ -1,0 +1,332 @@
+/* discriminate: the domain head, as an inference filter and as a training stage.
+ *
+ *   discriminate --model MODEL.mpk [FILE]
+ *     Reads a latent data stream (encode --model) and writes CSV
+ *     "id,domain,p_target" (DANN: the domain classifier's probability that the row
+ *     comes from the target domain) or "id,domain,score" (WGAN-GP: the critic's score,
+ *     high for source-like rows). Frames read: header, data, end.
+ *
+ *   discriminate --stage --method dann|wgan-gp [--layers 256,128,64] [--act A] [--norm none]
+ *     Serves the domain stage of docs/STAGES.md: hidden blocks then a Linear of width 1.
+ *     dann: the gradient reversal layer and a binary domain classifier (request
+ *       "dann": BCE with the domain labels, an optimiser step, dz reversed and scaled
+ *       by lambda); default act relu.
+ *     wgan-gp: the critic (request "critic_step": -mean softplus(D(zs)) +
+ *       mean softplus(D(zt)) + gp_weight * GP on random interpolates, optimiser step,
+ *       optionally followed by the encoder's adversarial gradient; request "gen_loss":
+ *       -mean softplus(D(zt)) and its dz, no critic update); default act leaky-relu
+ *       with slope 0.2; BatchNorm is refused (the gradient penalty is per sample).
+ *
+ * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
+#include "stage.h"
+#include "stream.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Noreturn void usage(void)
+{
+	printf("Usage: discriminate --model MODEL.mpk [FILE]\n"
+	       "       discriminate --stage --method dann|wgan-gp [OPTIONS]\n"
+	       "Score the domain of a latent stream (encode --model), or serve the domain\n"
+	       "stage of train-step (protocol: docs/STAGES.md).\n"
+	       "\n"
+	       "  --model FILE       model bundle written by train-step (inference)\n"
+	       "  --stage            serve the training stage on stdin/stdout\n"
+	       "  --method M         dann or wgan-gp (default dann)\n"
+	       "  --layers LIST      hidden widths before the 1-wide output (default 256,128,64)\n"
+	       "  --act NAME         relu, leaky-relu or tanh (default relu for dann,\n"
+	       "                     leaky-relu for wgan-gp)\n"
+	       "  --slope S          LeakyReLU slope (default 0.2)\n"
+	       "  --norm NAME        batch, layer or none (default none; wgan-gp refuses batch)\n"
+	       "  --dropout P        dropout probability (default 0; wgan-gp needs 0)\n"
+	       "  --quiet            no messages but errors\n"
+	       "  -h, --help         this help\n");
+	exit(0);
+}
+
+/* ---- the stage ---- */
+
+static int dann(Stage *s, const msgpack_object *req)
+{
+	Tensor z, d;
+	int in = mlp_spec(s->m)->in;
+	int B = req_matrix(s, req, "z", in, &z);
+	get_tensor(&s->in, req, "d", DT_I32, 1, &d);
+	double lambda = get_num(&s->in, req, "lambda");
+	int train = req_bool(&s->in, req, "train", 1);
+	const msgpack_object *lr = obj_get(req, "lr");
+	const int32_t *dd = d.data;
+	if (d.shape[0] != B || B < 1) {
+		stage_error(s, "dann: z has %d rows, d has %lld (need the same, at least 1)", B, (long long)d.shape[0]);
+		goto out;
+	}
+	if (train && B < 2 && mlp_spec(s->m)->norm == NORM_BATCH) {
+		stage_error(s, "dann: a training batch of 1 row would reach BatchNorm");
+		goto out;
+	}
+	float *t = xmallocarray((size_t)B, sizeof(float)), *dl = xmallocarray((size_t)B, sizeof(float));
+	for (int i = 0; i < B; i++) {
+		if (dd[i] != 0 && dd[i] != 1) {
+			free(t); free(dl);
+			stage_error(s, "dann: row %d: domain %d is not 0 (source) or 1 (target)", i, dd[i]);
+			goto out;
+		}
+		t[i] = (float)dd[i];
+	}
+	const float *logit = mlp_forward(s->m, z.data, B, train);
+	float loss = bce_logits(dl, logit, t, B);
+	int correct = 0;
+	for (int i = 0; i < B; i++) correct += (logit[i] > 0) == (dd[i] == 1);
+	float *dz = NULL;
+	if (train) {
+		float *dx = xmallocarray((size_t)B * in, sizeof(float));
+		dz = xcalloc((size_t)B * in, sizeof(float));
+		/* the discriminator descends its BCE; the encoder receives the gradient
+		 * through the gradient reversal layer: dz = -lambda * dBCE/dz */
+		mlp_backward(s->m, dl, dx);
+		grl_backward(dz, dx, (float)lambda, (long)B * in);
+		free(dx);
+		if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
+	}
+	int64_t sh[2] = { B, in };
+	stage_ok(s, dz ? 3 : 2);
+	sw_key(&s->out, "loss"); sw_double(&s->out, loss);
+	sw_key(&s->out, "acc"); sw_double(&s->out, (double)correct / B);
+	if (dz) { sw_key(&s->out, "dz"); sw_tensor(&s->out, DT_F32, 2, sh, dz); }
+	free(dz);
+	free(t);
+	free(dl);
+out:
+	tensor_free(&z);
+	tensor_free(&d);
+	return 1;
+}
+
+/* -mean softplus(D(zt)) and its gradient w.r.t. zt into dzt (B,in); no critic update */
+static float gen_loss(Stage *s, const float *zt, int B, float *dzt)
+{
+	const float *sc = mlp_forward(s->m, zt, B, 1);
+	float *ds = xmallocarray((size_t)B, sizeof(float));
+	float l = -mean_softplus(ds, sc, 1.0f, B);
+	for (int i = 0; i < B; i++) ds[i] = -ds[i];
+	mlp_backward(s->m, ds, dzt);
+	mlp_zero_grad(s->m);  /* the encoder's turn: the critic keeps its parameters */
+	free(ds);
+	return l;
+}
+
+static int critic(Stage *s, const msgpack_object *req, int step)
+{
+	Tensor zs, zt;
+	int in = mlp_spec(s->m)->in;
+	int Bs = 0, Bt = req_matrix(s, req, "zt", in, &zt);
+	memset(&zs, 0, sizeof zs);
+	if (step) Bs = req_matrix(s, req, "zs", in, &zs);
+	if (Bt < 1 || (step && Bs < 1)) {
+		stage_error(s, "%s: needs at least one source and one target row", step ? "critic_step" : "gen_loss");
+		goto out;
+	}
+	float loss = 0, gap = 0, gp = 0, gl = 0;
+	int gen = !step || req_bool(&s->in, req, "gen", 0);
+	if (step) {
+		double gpw = opt_num(&s->in, req, "gp_weight", 10);
+		double lr = get_num(&s->in, req, "lr");
+		int B = Bs + Bt, n = Bs > Bt ? Bs : Bt;
+		float *cat = xmallocarray((size_t)B * in, sizeof(float));
+		memcpy(cat, zs.data, zs.nbytes);
+		memcpy(cat + (size_t)Bs * in, zt.data, zt.nbytes);
+		mlp_zero_grad(s->m);
+		/* one forward of [zs; zt]: the critic has no BatchNorm, rows are independent.
+		 * zs and zt are detached copies of the encoder output: nothing flows back. */
+		const float *sc = mlp_forward(s->m, cat, B, 1);
+		float *ds = xmallocarray((size_t)B, sizeof(float));
+		float ls = mean_softplus(ds, sc, 1.0f, Bs);
+		float lt = mean_softplus(ds + Bs, sc + Bs, 1.0f, Bt);
+		double ms = 0, mt = 0;
+		for (int i = 0; i < Bs; i++) ms += sc[i];
+		for (int i = 0; i < Bt; i++) mt += sc[Bs + i];
+		gap = (float)(ms / Bs - mt / Bt);
+		/* critic loss = -mean softplus(D(zs)) + mean softplus(D(zt)) */
+		for (int i = 0; i < Bs; i++) ds[i] = -ds[i];
+		mlp_backward(s->m, ds, NULL);
+		/* gradient penalty on interpolates xhat = a zs + (1 - a) zt, a ~ U(0,1) per row */
+		float *xh = xmallocarray((size_t)n * in, sizeof(float));
+		const float *ps = zs.data, *pt = zt.data;
+		Rng *rng = mlp_rng(s->m);
+		for (int i = 0; i < n; i++) {
+			float a = (float)rng_uniform(rng);
+			const float *u = ps + (size_t)(i % Bs) * in, *v = pt + (size_t)(i % Bt) * in;
+			for (int j = 0; j < in; j++) xh[(size_t)i * in + j] = a * u[j] + (1 - a) * v[j];
+		}
+		gp = mlp_gradient_penalty(s->m, xh, n, (float)gpw);
+		free(xh);
+		free(ds);
+		free(cat);
+		if (isnan(gp)) {
+			mlp_zero_grad(s->m);
+			stage_error(s, "critic_step: the gradient penalty needs a critic without norm and dropout");
+			goto out;
+		}
+		loss = -ls + lt + gp;
+		stage_step(s, lr);
+	}
+	float *dzt = NULL;
+	if (gen) {
+		dzt = xmallocarray((size_t)Bt * in, sizeof(float));
+		gl = gen_loss(s, zt.data, Bt, dzt);
+	}
+	int64_t sh[2] = { Bt, in };
+	if (step) {
+		stage_ok(s, gen ? 5 : 3);
+		sw_key(&s->out, "loss"); sw_double(&s->out, loss);
+		sw_key(&s->out, "gap"); sw_double(&s->out, gap);
+		sw_key(&s->out, "gp"); sw_double(&s->out, gp);
+		if (gen) {
+			sw_key(&s->out, "gen_loss"); sw_double(&s->out, gl);
+			sw_key(&s->out, "dzt"); sw_tensor(&s->out, DT_F32, 2, sh, dzt);
+		}
+	} else {
+		stage_ok(s, 2);
+		sw_key(&s->out, "loss"); sw_double(&s->out, gl);
+		sw_key(&s->out, "dzt"); sw_tensor(&s->out, DT_F32, 2, sh, dzt);
+	}
+	free(dzt);
+out:
+	tensor_free(&zs);
+	tensor_free(&zt);
+	return 1;
+}
+
+static int handle(Stage *s, const char *type, const msgpack_object *req)
+{
+	int is_dann = strcmp(s->method, "dann") == 0;
+	if (strcmp(type, "dann") == 0) {
+		if (!is_dann) { stage_error(s, "dann: this stage runs %s", s->method); return 1; }
+		return dann(s, req);
+	}
+	if (strcmp(type, "critic_step") == 0 || strcmp(type, "gen_loss") == 0) {
+		if (is_dann) { stage_error(s, "%s: this stage runs dann", type); return 1; }
+		return critic(s, req, type[0] == 'c');
+	}
+	return 0;
+}
+
+/* ---- inference ---- */
+
+static void run_model(const char *model, const char *path)
+{
+	Bundle b;
+	bundle_read(&b, model);
+	char *method = NULL;
+	Mlp *m = bundle_mlp(&b, "discriminator", &method);
+	int in = mlp_spec(m)->in, critic = method && strcmp(method, "wgan-gp") == 0;
+	if (mlp_out(m) != 1) die("%s: the discriminator has %d outputs, expected 1", model, mlp_out(m));
+	DataIn d;
+	data_open(&d, path);
+	if (d.h.nfeat != in)
+		die("%s: %d features, the discriminator of %s takes %d (pipe the data through encode --model %s first)",
+		    d.r.name, d.h.nfeat, model, in, model);
+	printf("id,domain,%s\n", critic ? "score" : "p_target");
+	Block blk;
+	block_init(&blk, in, 256);
+	while (data_next(&d, &blk)) {
+		const float *o = blk.n ? mlp_forward(m, blk.x, blk.n, 0) : NULL;
+		for (int i = 0; i < blk.n; i++) {
+			const char *id = blk.ids[i], *dom = d.h.domains[blk.d[i]];
+			int q = strpbrk(id, ",\"\n") != NULL, qd = strpbrk(dom, ",\"\n") != NULL;
+			if (q || qd) {
+				/* rare: quote both fields, doubling quotes */
+				const char *f[2] = { id, dom };
+				for (int k = 0; k < 2; k++) {
+					putchar('"');
+					for (const char *c = f[k]; *c; c++) { if (*c == '"') putchar('"'); putchar(*c); }
+					putchar('"');
+					putchar(',');
+				}
+			} else {
+				printf("%s,%s,", id, dom);
+			}
+			double v = critic ? o[i] : 1 / (1 + exp(-(double)o[i]));
+			printf("%.6g\n", v);
+		}
+	}
+	block_free(&blk);
+	data_close(&d);
+	free(method);
+	mlp_free(m);
+	bundle_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+	util_init(argv[0]);
+	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_METHOD };
+	static const struct option opts[] = {
+		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
+		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
+		{ "slope", required_argument, 0, O_SLOPE }, { "norm", required_argument, 0, O_NORM },
+		{ "dropout", required_argument, 0, O_DROPOUT }, { "quiet", no_argument, 0, O_QUIET },
+		{ "method", required_argument, 0, O_METHOD }, { "critic", required_argument, 0, O_METHOD },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
+	};
+	Stage s;
+	memset(&s, 0, sizeof s);
+	s.role = "discriminator";
+	s.handle = handle;
+	s.method = "dann";
+	s.arch.nhidden = 3;
+	s.arch.hidden[0] = 256;
+	s.arch.hidden[1] = 128;
+	s.arch.hidden[2] = 64;
+	s.arch.slope = 0.2f;
+	s.arch.norm = NORM_NONE;
+	s.arch.head = 1;
+	s.arch.fixed_out = 1;
+	const char *model = NULL;
+	int stage = 0, archopt = 0, act = -1, c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MODEL: model = optarg; break;
+		case O_STAGE: stage = 1; break;
+		case O_LAYERS:
+			if (strcmp(optarg, "none") == 0 || !*optarg) s.arch.nhidden = 0;
+			else parse_layers(&s.arch, "--layers", optarg);
+			archopt = 1;
+			break;
+		case O_ACT: act = parse_act("--act", optarg); archopt = 1; break;
+		case O_SLOPE: s.arch.slope = (float)parse_double("--slope", optarg, 0, 1); archopt = 1; break;
+		case O_NORM: s.arch.norm = parse_norm("--norm", optarg); archopt = 1; break;
+		case O_DROPOUT: s.arch.dropout = (float)parse_double("--dropout", optarg, 0, 0.99); archopt = 1; break;
+		case O_QUIET: quiet = 1; break;
+		case O_METHOD:
+			if (strcmp(optarg, "dann") == 0) s.method = "dann";
+			else if (strcmp(optarg, "wgan-gp") == 0) s.method = "wgan-gp";
+			else usage_error("--method: %s: expected dann or wgan-gp", optarg);
+			archopt = 1;
+			break;
+		case 'h': usage();
+		case ':': usage_error("%s: needs a value", argv[optind - 1]);
+		default: usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	int wgan = strcmp(s.method, "wgan-gp") == 0;
+	s.arch.act = act >= 0 ? (Act)act : wgan ? ACT_LEAKY_RELU : ACT_RELU;
+	if (stage && model) usage_error("--stage and --model exclude each other");
+	if (!stage && !model) usage_error("needs --model FILE (inference) or --stage (training)");
+	if (stage) {
+		if (optind < argc) usage_error("--stage takes no file argument");
+		if (wgan && s.arch.norm == NORM_BATCH) usage_error("--norm batch: the WGAN-GP critic takes no BatchNorm (the gradient penalty is per sample)");
+		if (wgan && s.arch.norm != NORM_NONE) usage_error("--norm %s: the gradient penalty supports critics without norm only", norm_names[s.arch.norm]);
+		if (wgan && s.arch.dropout > 0) usage_error("--dropout: the WGAN-GP critic takes no dropout");
+		stage_serve(&s);
+	}
+	if (archopt) usage_error("--method, --layers, --act, --slope, --norm and --dropout apply to --stage (the model has its architecture)");
+	if (argc - optind > 1) usage_error("at most one input file");
+	run_model(model, optind < argc ? argv[optind] : "-");
+	return 0;
+}

@@ -1,0 +1,299 @@
+/* predict: the classifier head, as an inference filter and as a training stage.
+ *
+ *   predict --model MODEL.mpk [--eval] [--metrics-json FILE] [--format csv|stream] [FILE]
+ *     Reads a latent data stream (the output of encode --model) and writes, per row,
+ *     CSV "id,predicted,p_<class1>,p_<class2>,..." (softmax probabilities, classes in
+ *     the model's order) or, with --format stream, a data stream whose features are
+ *     p_<class>. With --eval, labelled rows (y >= 0) are compared with the
+ *     predictions: accuracy, balanced accuracy, macro-F1, per-class precision,
+ *     recall, F1 and the confusion matrix go to stderr as text and to --metrics-json
+ *     as JSON. Labels are matched to the model's classes BY NAME; a true class the
+ *     model does not know is kept as its own row of the confusion matrix.
+ *     Frames read: header, data, end.
+ *
+ *   predict --stage [--layers 128,64] [--act relu] [--norm none] [--dropout 0]
+ *     Serves the classifier stage of docs/STAGES.md (hidden blocks, then a Linear of
+ *     width "out" = number of classes giving logits). Besides the common requests it
+ *     answers "loss": softmax cross-entropy on the logits with labels, returning the
+ *     loss, the number correct, the predictions and dz in one round trip.
+ *
+ * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
+#include "metrics.h"
+#include "stage.h"
+#include "stream.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Noreturn void usage(void)
+{
+	printf("Usage: predict --model MODEL.mpk [--eval] [--metrics-json FILE] [--format csv|stream] [FILE]\n"
+	       "       predict --stage [OPTIONS]\n"
+	       "Predict class probabilities from a latent stream (encode --model), or serve\n"
+	       "the classifier stage of train-step (protocol: docs/STAGES.md).\n"
+	       "\n"
+	       "  --model FILE         model bundle written by train-step (inference)\n"
+	       "  --eval               compare with the labels: metrics on stderr (default off)\n"
+	       "  --metrics-json FILE  also write the metrics as JSON (implies --eval)\n"
+	       "  --format F           csv (id,predicted,p_<class>...) or stream (default csv)\n"
+	       "  --stage              serve the training stage on stdin/stdout\n"
+	       "  --layers LIST        hidden widths before the output layer (default 128,64)\n"
+	       "  --act NAME           relu, leaky-relu or tanh (default relu)\n"
+	       "  --slope S            LeakyReLU slope (default 0.2)\n"
+	       "  --norm NAME          batch, layer or none (default none)\n"
+	       "  --dropout P          dropout probability (default 0)\n"
+	       "  --quiet              no messages but errors\n"
+	       "  -h, --help           this help\n");
+	exit(0);
+}
+
+/* ---- the stage ---- */
+
+static int handle(Stage *s, const char *type, const msgpack_object *req)
+{
+	if (strcmp(type, "loss") != 0) return 0;
+	Tensor z, y;
+	int K = mlp_out(s->m), in = mlp_spec(s->m)->in;
+	int B = req_matrix(s, req, "z", in, &z);
+	get_tensor(&s->in, req, "y", DT_I32, 1, &y);
+	int train = req_bool(&s->in, req, "train", 1);
+	int want = req_bool(&s->in, req, "want_dz", 1);
+	const msgpack_object *lr = obj_get(req, "lr");
+	const int32_t *yy = y.data;
+	int nlab = 0;
+	if (y.shape[0] != B) {
+		stage_error(s, "loss: z has %d rows, y has %lld", B, (long long)y.shape[0]);
+		goto out;
+	}
+	for (int i = 0; i < B; i++) {
+		if (yy[i] >= K || yy[i] < -1) {
+			stage_error(s, "loss: row %d: label %d is not one of the %d classes", i, yy[i], K);
+			goto out;
+		}
+		nlab += yy[i] >= 0;
+	}
+	if (train && B < 2 && mlp_spec(s->m)->norm == NORM_BATCH) {
+		stage_error(s, "loss: a training batch of %d row would reach BatchNorm", B);
+		goto out;
+	}
+	const float *logits = B ? mlp_forward(s->m, z.data, B, train) : NULL;
+	float *dl = xmallocarray((size_t)B * K + 1, sizeof(float));
+	int32_t *pred = xmallocarray((size_t)B + 1, sizeof(int32_t));
+	int nc = 0;
+	float loss = B ? softmax_xent(train ? dl : NULL, NULL, &nc, logits, yy, NULL, 0, B, K) : 0;
+	for (int i = 0; i < B; i++) {
+		int best = 0;
+		for (int k = 1; k < K; k++)
+			if (logits[(size_t)i * K + k] > logits[(size_t)i * K + best]) best = k;
+		pred[i] = best;
+	}
+	float *dz = NULL;
+	if (train && B) {
+		dz = want ? xmallocarray((size_t)B * in, sizeof(float)) : NULL;
+		mlp_backward(s->m, dl, dz);
+		if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
+	}
+	int64_t sh1[1] = { B }, sh2[2] = { B, in };
+	stage_ok(s, dz ? 5 : 4);
+	sw_key(&s->out, "loss"); sw_double(&s->out, loss);
+	sw_key(&s->out, "correct"); sw_int(&s->out, nc);
+	sw_key(&s->out, "n"); sw_int(&s->out, nlab);
+	sw_key(&s->out, "pred"); sw_tensor(&s->out, DT_I32, 1, sh1, pred);
+	if (dz) { sw_key(&s->out, "dz"); sw_tensor(&s->out, DT_F32, 2, sh2, dz); }
+	free(dz);
+	free(dl);
+	free(pred);
+out:
+	tensor_free(&z);
+	tensor_free(&y);
+	return 1;
+}
+
+/* ---- inference ---- */
+
+static void csv_field(FILE *fp, const char *s)
+{
+	if (!strpbrk(s, ",\"\n\r")) { fputs(s, fp); return; }
+	fputc('"', fp);
+	for (; *s; s++) {
+		if (*s == '"') fputc('"', fp);
+		fputc(*s, fp);
+	}
+	fputc('"', fp);
+}
+
+static void run_model(const char *model, const char *path, int eval, const char *json, int stream)
+{
+	Bundle b;
+	bundle_read(&b, model);
+	Mlp *m = bundle_mlp(&b, "classifier", NULL);
+	int K = mlp_out(m), in = mlp_spec(m)->in;
+	if (K != b.h.nclass) die("%s: the classifier has %d outputs, the bundle lists %d classes", model, K, b.h.nclass);
+	DataIn d;
+	data_open(&d, path);
+	if (d.h.nfeat != in)
+		die("%s: %d features, the classifier of %s takes %d (pipe the data through encode --model %s first)",
+		    d.r.name, d.h.nfeat, model, in, model);
+	/* merged class list: the model's, then true classes it does not know */
+	Header oh;
+	header_copy(&oh, &d.h);
+	for (int i = 0; i < oh.nclass; i++) free(oh.classes[i]);
+	oh.nclass = 0;
+	for (int i = 0; i < K; i++) header_add_class(&oh, b.h.classes[i]);
+	int *map = xmallocarray((size_t)d.h.nclass + 1, sizeof(int));
+	for (int i = 0; i < d.h.nclass; i++) map[i] = header_add_class(&oh, d.h.classes[i]);
+	SWriter w;
+	sw_init(&w, stdout, "<stdout>");
+	if (stream) {
+		for (int i = 0; i < oh.nfeat; i++) free(oh.features[i]);
+		free(oh.features);
+		oh.nfeat = K;
+		oh.features = xmallocarray((size_t)K, sizeof(char *));
+		for (int i = 0; i < K; i++) oh.features[i] = xasprintf("p_%s", b.h.classes[i]);
+		sw_header(&w, &oh);
+	} else {
+		fputs("id,predicted", stdout);
+		for (int k = 0; k < K; k++) {
+			char *h = xasprintf("p_%s", b.h.classes[k]);
+			fputc(',', stdout);
+			csv_field(stdout, h);
+			free(h);
+		}
+		fputc('\n', stdout);
+	}
+	Confusion conf;
+	confusion_init(&conf, oh.nclass);
+	Block blk, out;
+	block_init(&blk, d.h.nfeat, 256);
+	block_init(&out, K, 256);
+	float *p = xmallocarray((size_t)K, sizeof(float));
+	long rows = 0, frames = 0, labelled = 0;
+	while (data_next(&d, &blk)) {
+		const float *lg = blk.n ? mlp_forward(m, blk.x, blk.n, 0) : NULL;
+		block_clear(&out);
+		for (int i = 0; i < blk.n; i++) {
+			const float *l = lg + (size_t)i * K;
+			int best = 0;
+			float mx = l[0];
+			for (int k = 1; k < K; k++)
+				if (l[k] > mx) { mx = l[k]; best = k; }
+			double sum = 0;
+			for (int k = 0; k < K; k++) sum += exp((double)l[k] - mx);
+			for (int k = 0; k < K; k++) p[k] = (float)(exp((double)l[k] - mx) / sum);
+			int truth = blk.y[i] >= 0 ? map[blk.y[i]] : -1;
+			if (truth >= 0) {
+				confusion_add(&conf, truth, best);
+				labelled++;
+			}
+			if (stream) {
+				block_push(&out, blk.ids[i], p, truth, blk.d[i]);
+			} else {
+				csv_field(stdout, blk.ids[i]);
+				fputc(',', stdout);
+				csv_field(stdout, b.h.classes[best]);
+				for (int k = 0; k < K; k++) printf(",%.6g", p[k]);
+				fputc('\n', stdout);
+			}
+		}
+		if (stream) {
+			sw_block(&w, &out);
+			frames++;
+			rows += out.n;
+		}
+	}
+	if (stream) sw_end(&w, rows, frames);
+	if (ferror(stdout) || fflush(stdout) != 0) die("write error:");
+	if (eval) {
+		if (labelled == 0) {
+			warnx("%s: no labelled rows: no metrics", d.r.name);
+		} else {
+			metrics_print_text(stderr, &conf, oh.classes);
+		}
+		if (json) {
+			AtomicFile af;
+			FILE *fp = atomic_open(&af, json);
+			metrics_write_json(fp, &conf, oh.classes);
+			atomic_commit(&af);
+		}
+	}
+	free(p);
+	free(map);
+	confusion_free(&conf);
+	block_free(&blk);
+	block_free(&out);
+	header_free(&oh);
+	data_close(&d);
+	mlp_free(m);
+	bundle_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+	util_init(argv[0]);
+	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_EVAL, O_JSON, O_FORMAT };
+	static const struct option opts[] = {
+		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
+		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
+		{ "slope", required_argument, 0, O_SLOPE }, { "norm", required_argument, 0, O_NORM },
+		{ "dropout", required_argument, 0, O_DROPOUT }, { "quiet", no_argument, 0, O_QUIET },
+		{ "eval", no_argument, 0, O_EVAL }, { "metrics-json", required_argument, 0, O_JSON },
+		{ "format", required_argument, 0, O_FORMAT },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
+	};
+	Stage s;
+	memset(&s, 0, sizeof s);
+	s.role = "classifier";
+	s.handle = handle;
+	s.arch.nhidden = 2;
+	s.arch.hidden[0] = 128;
+	s.arch.hidden[1] = 64;
+	s.arch.act = ACT_RELU;
+	s.arch.slope = 0.2f;
+	s.arch.norm = NORM_NONE;
+	s.arch.dropout = 0;
+	s.arch.head = 1;
+	const char *model = NULL, *json = NULL;
+	int stage = 0, archopt = 0, eval = 0, stream = 0, c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MODEL: model = optarg; break;
+		case O_STAGE: stage = 1; break;
+		case O_LAYERS:
+			/* "none" or "" : a linear head */
+			if (strcmp(optarg, "none") == 0 || !*optarg) s.arch.nhidden = 0;
+			else parse_layers(&s.arch, "--layers", optarg);
+			archopt = 1;
+			break;
+		case O_ACT: s.arch.act = parse_act("--act", optarg); archopt = 1; break;
+		case O_SLOPE: s.arch.slope = (float)parse_double("--slope", optarg, 0, 1); archopt = 1; break;
+		case O_NORM: s.arch.norm = parse_norm("--norm", optarg); archopt = 1; break;
+		case O_DROPOUT: s.arch.dropout = (float)parse_double("--dropout", optarg, 0, 0.99); archopt = 1; break;
+		case O_QUIET: quiet = 1; break;
+		case O_EVAL: eval = 1; break;
+		case O_JSON: json = optarg; eval = 1; break;
+		case O_FORMAT:
+			if (strcmp(optarg, "csv") == 0) stream = 0;
+			else if (strcmp(optarg, "stream") == 0) stream = 1;
+			else usage_error("--format: %s: expected csv or stream", optarg);
+			break;
+		case 'h': usage();
+		case ':': usage_error("%s: needs a value", argv[optind - 1]);
+		default: usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (stage && model) usage_error("--stage and --model exclude each other");
+	if (!stage && !model) usage_error("needs --model FILE (inference) or --stage (training)");
+	if (stage) {
+		if (optind < argc) usage_error("--stage takes no file argument");
+		if (eval) usage_error("--eval and --metrics-json apply to --model");
+		stage_serve(&s);
+	}
+	if (archopt) usage_error("--layers, --act, --slope, --norm and --dropout apply to --stage (the model has its architecture)");
+	if (argc - optind > 1) usage_error("at most one input file");
+	run_model(model, optind < argc ? argv[optind] : "-", eval, json, stream);
+	return 0;
+}
