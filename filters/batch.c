@@ -1,0 +1,744 @@
+/* batch: splits and minibatches for domain-adaptation training.
+ *
+ * Reads a labelled source data stream and a target data stream (and optionally a
+ * separate test stream), merges their class lists by name, splits the rows into
+ * roles and writes the minibatch stream that train-step reads (docs/BATCH.md):
+ *
+ *   {type:"header", kind:"batches", features, classes (merged), domains ["source","target"],
+ *    steps_per_epoch, epochs, batch_source, batch_target, seed, mode, preprocessing,
+ *    n_labeled_target, ...}
+ *   {type:"val", set:"target"|"source", ids, x f32 (n,F), y i32 (n)}   once, before epoch 0
+ *   per epoch e, per step: {type:"batch", epoch, step, xs (Bs,F), ys (Bs), xt (Bt,F), yt (Bt)}
+ *                          {type:"epoch_end", epoch}
+ *   {type:"end", rows, frames}
+ *
+ * Roles. Source: source-train, source-val (--source-val-fraction, stratified), and
+ * "unused" for the source-train rows left out by --source-fraction. Target: test
+ * (--test-fraction, or every row of --test FILE), validation (--val-fraction, labelled
+ * rows only), labelled-train (--labeled-per-class / --labeled-fraction) and
+ * unlabelled-train. Every split is stratified per class with round-half-up counts and
+ * keeps at least one training row per class. Without --labeled-*, training is
+ * unsupervised: target labels never reach a batch (yt = -1) and no target validation
+ * is sent unless --val-fraction is given.
+ *
+ * Batches. steps_per_epoch = max(1, floor(source-train / batch-size)); the source is
+ * reshuffled every epoch (or drawn class-balanced with --balance-classes); target rows
+ * are drawn from reshuffled permutations cycled across epochs, so a small target is
+ * oversampled. In supervised mode a target batch holds half labelled and half
+ * unlabelled rows (at least 2 of each) when both exist. No batch has fewer than 2 rows.
+ *
+ * The inputs are held in memory (a file-backed shuffle is later work).
+ *
+ * Options: see usage() (every option with its default).
+ * Exit: 0 ok, 1 bad input data or I/O error, 2 usage error. */
+#include "rng.h"
+#include "stream.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { R_SOURCE_TRAIN, R_SOURCE_VAL, R_LABELLED_TRAIN, R_UNLABELLED_TRAIN, R_VALIDATION, R_TEST, R_UNUSED, R_COUNT };
+static const char *role_names[R_COUNT] = {
+	"source-train", "source-val", "labelled-train", "unlabelled-train", "validation", "test", "unused"
+};
+
+/* RNG stream ids: the split and each kind of draw get their own stream, so changing
+ * one choice (e.g. --source-fraction) leaves the others as they were. */
+enum { RS_SPLIT_SOURCE = 1, RS_SPLIT_TARGET, RS_SOURCE_EPOCH, RS_BALANCE_ORDER, RS_TARGET_LAB, RS_TARGET_UNLAB, RS_BALANCE_CLASS = 100 };
+
+/* frames of a validation set are cut below this size (bytes of x) */
+#define VAL_FRAME_BYTES ((size_t)256 << 20)
+#define TEST_BLOCK_ROWS 256
+
+typedef struct {
+	const char *path;
+	Header h;
+	Block b;     /* every row of the stream */
+	int *cls;    /* label per row in the merged class list, -1 = unlabelled */
+	int *role;
+} Input;
+
+typedef struct {
+	int *idx;
+	int n, pos;
+	Rng rng;
+} Cycler;
+
+static struct {
+	const char *source, *target, *test, *split_out, *test_out;
+	long batch_size, target_batch_size, epochs, labeled_per_class;
+	unsigned long long seed, split_seed;
+	double labeled_fraction, val_fraction, test_fraction, source_val_fraction, source_fraction;
+	int val_given, test_given, split_seed_given, balance, supervised;
+} opt = {
+	.batch_size = 32, .target_batch_size = 0, .epochs = 50, .seed = 1,
+	.val_fraction = 0.1, .test_fraction = 0.2, .source_val_fraction = 0.1, .source_fraction = 1.0,
+};
+
+static void usage(void)
+{
+	printf("Usage: batch --source S.mpk --target T.mpk [OPTIONS] > batches.mpk\n"
+	       "Split source and target data streams and write the minibatch stream for train-step.\n"
+	       "\n"
+	       "Inputs and outputs:\n"
+	       "  --source FILE             labelled source data stream (required; - is stdin)\n"
+	       "  --target FILE             target data stream (required)\n"
+	       "  --test FILE               a separate target test stream; the target itself is then\n"
+	       "                            not split for test (default: none, test split from --target)\n"
+	       "  --split FILE              write CSV id,domain,role for every row (default: none)\n"
+	       "  --test-out FILE           write the test rows, labels kept, as a data stream\n"
+	       "                            (default: none)\n"
+	       "\n"
+	       "Splits (stratified per class; counts rounded half up; at least one training row per class):\n"
+	       "  --val-fraction F          target validation fraction, labelled rows only (default 0.1;\n"
+	       "                            without --labeled-* only when given)\n"
+	       "  --test-fraction F         target test fraction (default 0.2; 0 with --test)\n"
+	       "  --labeled-per-class N     supervised: N labelled target training rows per class\n"
+	       "  --labeled-fraction F      supervised: fraction F (0 < F <= 1) of each class's target\n"
+	       "                            training rows labelled, at least 1 (default: unsupervised)\n"
+	       "  --source-val-fraction F   source validation fraction (default 0.1)\n"
+	       "  --source-fraction F       keep this fraction of the source training rows (default 1)\n"
+	       "  --split-seed N            seed of the splits (default: --seed)\n"
+	       "\n"
+	       "Batches:\n"
+	       "  --batch-size N            source rows per batch, at least 2 (default 32)\n"
+	       "  --target-batch-size N     target rows per batch, at least 2 (default: --batch-size)\n"
+	       "  --epochs N                epochs (default 50)\n"
+	       "  --balance-classes         draw source batches class-balanced (default: off)\n"
+	       "  --seed N                  seed of the shuffles (default 1)\n"
+	       "\n"
+	       "  --progress                progress on stderr even when it is not a terminal\n"
+	       "  --quiet                   no messages except errors and warnings\n"
+	       "  --help                    this help\n"
+	       "\n"
+	       "Exit status: 0 ok, 1 bad input or I/O error, 2 usage error. See docs/BATCH.md.\n");
+	exit(0);
+}
+
+/* ---- helpers ---- */
+
+static long round_half_up(double x) { return (long)floor(x + 0.5); }
+
+static void header_set_double(Header *h, const char *key, double v)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_double(&pk, v);
+	Blob b = { sb.data, sb.size };
+	header_set(h, key, &b);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void load(Input *in, const char *path)
+{
+	DataIn d;
+	Block tmp;
+	in->path = path;
+	data_open(&d, path);
+	block_init(&tmp, d.h.nfeat, 1);
+	block_init(&in->b, d.h.nfeat, 256);
+	while (data_next(&d, &tmp)) {
+		Block *b = &in->b;
+		if (tmp.n > INT_MAX - b->n) die("%s: too many rows", path);
+		if (b->n + tmp.n > b->cap) {
+			int cap = b->cap;
+			while (cap < b->n + tmp.n) cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
+			block_reserve(b, cap);
+		}
+		/* take the ids over from tmp; copy the numbers */
+		memcpy(b->ids + b->n, tmp.ids, sizeof(char *) * (size_t)tmp.n);
+		memcpy(b->x + (size_t)b->n * b->f, tmp.x, sizeof(float) * (size_t)tmp.n * (size_t)b->f);
+		memcpy(b->y + b->n, tmp.y, sizeof(int32_t) * (size_t)tmp.n);
+		memcpy(b->d + b->n, tmp.d, sizeof(int32_t) * (size_t)tmp.n);
+		b->n += tmp.n;
+		tmp.n = 0;
+	}
+	block_free(&tmp);
+	/* keep the header; the reader goes */
+	header_copy(&in->h, &d.h);
+	data_close(&d);
+	in->cls = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof(int));
+	in->role = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof(int));
+}
+
+static void free_input(Input *in)
+{
+	header_free(&in->h);
+	block_free(&in->b);
+	free(in->cls);
+	free(in->role);
+}
+
+static void same_features(const Input *a, const Input *b)
+{
+	int n = a->h.nfeat < b->h.nfeat ? a->h.nfeat : b->h.nfeat;
+	for (int i = 0; i < n; i++)
+		if (strcmp(a->h.features[i], b->h.features[i]) != 0)
+			die("%s and %s: features differ at column %d: \"%s\" in %s, \"%s\" in %s (align them with normalize --like or --genes)",
+			    a->path, b->path, i + 1, a->h.features[i], a->path, b->h.features[i], b->path);
+	if (a->h.nfeat != b->h.nfeat) {
+		const Input *big = a->h.nfeat > b->h.nfeat ? a : b;
+		die("%s and %s: features differ: %s has %d features, %s has %d (first extra: \"%s\" in %s)",
+		    a->path, b->path, a->path, a->h.nfeat, b->path, b->h.nfeat, big->h.features[n], big->path);
+	}
+}
+
+/* labels of in, remapped by class name into the merged list of out */
+static void merge_classes(Header *out, Input *in)
+{
+	int *map = xmallocarray(in->h.nclass ? (size_t)in->h.nclass : 1, sizeof *map);
+	for (int c = 0; c < in->h.nclass; c++) map[c] = header_add_class(out, in->h.classes[c]);
+	for (int i = 0; i < in->b.n; i++) in->cls[i] = in->b.y[i] < 0 ? -1 : map[in->b.y[i]];
+	free(map);
+}
+
+/* Rows of in grouped by merged class (group k = class k, group nclass = unlabelled),
+ * each group in input order. Returns offsets (nclass+2) into *rows. */
+static int *group_rows(const Input *in, int nclass, int **rows)
+{
+	int ng = nclass + 1;
+	int *off = xcalloc((size_t)ng + 1, sizeof *off);
+	for (int i = 0; i < in->b.n; i++) off[(in->cls[i] < 0 ? nclass : in->cls[i]) + 1]++;
+	for (int g = 0; g < ng; g++) off[g + 1] += off[g];
+	int *pos = xmallocarray((size_t)ng, sizeof *pos);
+	memcpy(pos, off, sizeof(int) * (size_t)ng);
+	*rows = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof **rows);
+	for (int i = 0; i < in->b.n; i++) (*rows)[pos[in->cls[i] < 0 ? nclass : in->cls[i]]++] = i;
+	free(pos);
+	return off;
+}
+
+/* Stratified split of the source: per class [kept train | unused | source-val]. */
+static void split_source(Input *s, int nclass)
+{
+	Rng rng;
+	rng_seed2(&rng, opt.split_seed, RS_SPLIT_SOURCE);
+	int *rows, *off = group_rows(s, nclass, &rows);
+	for (int g = 0; g < nclass; g++) {
+		int *r = rows + off[g], n = off[g + 1] - off[g];
+		if (n == 0) continue;
+		rng_shuffle_int(&rng, r, n);
+		long nv = round_half_up(n * opt.source_val_fraction);
+		if (nv > n - 1) nv = n - 1;
+		long ntr = n - nv;
+		long keep = round_half_up(ntr * opt.source_fraction);
+		if (keep < 1) keep = 1;
+		if (keep > ntr) keep = ntr;
+		for (int i = 0; i < n; i++)
+			s->role[r[i]] = i < keep ? R_SOURCE_TRAIN : i < ntr ? R_UNUSED : R_SOURCE_VAL;
+	}
+	free(rows);
+	free(off);
+}
+
+/* Stratified split of the target: per class [labelled-train | unlabelled-train |
+ * validation | test]; unlabelled rows [unlabelled-train | test]. The labelled rows are a
+ * prefix of one seeded permutation, so for one seed a smaller labelled set lies inside a
+ * larger one and validation and test do not depend on it. */
+static void split_target(Input *t, int nclass, double val_frac, double test_frac)
+{
+	Rng rng;
+	rng_seed2(&rng, opt.split_seed, RS_SPLIT_TARGET);
+	int *rows, *off = group_rows(t, nclass, &rows);
+	for (int g = 0; g <= nclass; g++) {
+		int *r = rows + off[g], n = off[g + 1] - off[g];
+		if (n == 0) continue;
+		rng_shuffle_int(&rng, r, n);
+		int labelled = g < nclass;
+		long nt = round_half_up(n * test_frac);
+		long nv = labelled ? round_half_up(n * val_frac) : 0;
+		while (nt + nv > n - 1 && nt + nv > 0) { /* keep one training row */
+			if (nv > 0) nv--;
+			else nt--;
+		}
+		long ntr = n - nt - nv, nl = 0;
+		if (labelled && opt.supervised) {
+			if (opt.labeled_per_class > 0) nl = opt.labeled_per_class;
+			else nl = round_half_up(ntr * opt.labeled_fraction);
+			if (nl < 1) nl = 1;
+			if (nl > ntr) nl = ntr;
+		}
+		for (int i = 0; i < n; i++)
+			t->role[r[i]] = i < nl ? R_LABELLED_TRAIN : i < ntr ? R_UNLABELLED_TRAIN
+			              : i < ntr + nv ? R_VALIDATION : R_TEST;
+	}
+	free(rows);
+	free(off);
+}
+
+static int collect(const Input *in, int role, int **out)
+{
+	int n = 0;
+	*out = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof **out);
+	for (int i = 0; i < in->b.n; i++)
+		if (in->role[i] == role) (*out)[n++] = i;
+	return n;
+}
+
+static void count_roles(const Input *in, long *cnt)
+{
+	memset(cnt, 0, sizeof(long) * R_COUNT);
+	for (int i = 0; i < in->b.n; i++) cnt[in->role[i]]++;
+}
+
+static void report(const char *what, const Input *in)
+{
+	long cnt[R_COUNT];
+	char buf[512];
+	size_t len = 0;
+	count_roles(in, cnt);
+	buf[0] = 0;
+	for (int r = 0; r < R_COUNT; r++)
+		if (cnt[r] && len < sizeof buf)
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%ld %s", len ? ", " : "", cnt[r], role_names[r]);
+	info("%s %s: %d rows: %s", what, in->path, in->b.n, in->b.n ? buf : "none");
+}
+
+static void cycler_init(Cycler *c, const int *idx, int n, uint64_t stream)
+{
+	c->idx = xmallocarray(n ? (size_t)n : 1, sizeof *c->idx);
+	memcpy(c->idx, idx, sizeof(int) * (size_t)n);
+	c->n = n;
+	c->pos = n; /* the first draw shuffles */
+	rng_seed2(&c->rng, opt.seed, stream);
+}
+
+static int cycler_next(Cycler *c)
+{
+	ASSERT(c->n > 0);
+	if (c->pos == c->n) {
+		rng_shuffle_int(&c->rng, c->idx, c->n);
+		c->pos = 0;
+	}
+	return c->idx[c->pos++];
+}
+
+static void cycler_free(Cycler *c) { free(c->idx); }
+
+/* ---- output ---- */
+
+static void csv_field(FILE *fp, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		fputs(s, fp);
+		return;
+	}
+	fputc('"', fp);
+	for (; *s; s++) {
+		if (*s == '"') fputc('"', fp);
+		fputc(*s, fp);
+	}
+	fputc('"', fp);
+}
+
+static void write_split(const char *path, Input *const *ins, int nin)
+{
+	AtomicFile af;
+	FILE *fp = atomic_open(&af, path);
+	fputs("id,domain,role\n", fp);
+	for (int k = 0; k < nin; k++) {
+		const Input *in = ins[k];
+		for (int i = 0; i < in->b.n; i++) {
+			csv_field(fp, in->b.ids[i]);
+			fputc(',', fp);
+			csv_field(fp, in->h.domains[in->b.d[i]]);
+			fprintf(fp, ",%s\n", role_names[in->role[i]]);
+		}
+	}
+	atomic_commit(&af);
+}
+
+static void write_test(const char *path, const Input *in, const Header *merged, const int *rows, int n)
+{
+	AtomicFile af;
+	SWriter w;
+	Header h;
+	header_copy(&h, &in->h);
+	free(h.kind);
+	h.kind = xstrdup("data");
+	for (int c = 0; c < h.nclass; c++) free(h.classes[c]);
+	free(h.classes);
+	h.nclass = 0;
+	h.classes = xmalloc(sizeof(char *));
+	for (int c = 0; c < merged->nclass; c++) header_add_class(&h, merged->classes[c]);
+
+	FILE *fp = atomic_open(&af, path);
+	sw_init(&w, fp, path);
+	sw_header(&w, &h);
+	Block b;
+	block_init(&b, in->b.f, TEST_BLOCK_ROWS);
+	long frames = 0;
+	for (int i = 0; i < n; i++) {
+		int r = rows[i];
+		block_push(&b, in->b.ids[r], in->b.x + (size_t)r * in->b.f, in->cls[r], in->b.d[r]);
+		if (b.n == TEST_BLOCK_ROWS || i == n - 1) {
+			sw_block(&w, &b);
+			frames++;
+			block_clear(&b);
+		}
+	}
+	sw_end(&w, n, frames);
+	sw_flush(&w);
+	atomic_commit(&af);
+	block_free(&b);
+	header_free(&h);
+}
+
+static void gather(float *x, int32_t *y, const Input *in, int row, int label, int k)
+{
+	memcpy(x + (size_t)k * in->b.f, in->b.x + (size_t)row * in->b.f, sizeof(float) * (size_t)in->b.f);
+	y[k] = label;
+}
+
+static long write_val(SWriter *w, const char *set, const Input *in, const int *rows, int n)
+{
+	int f = in->b.f;
+	size_t rowbytes = sizeof(float) * (size_t)(f ? f : 1);
+	int chunk = (int)(VAL_FRAME_BYTES / rowbytes);
+	if (chunk < 1) chunk = 1;
+	if (chunk > n) chunk = n;
+	float *x = xmallocarray((size_t)chunk * (size_t)(f ? f : 1), sizeof(float));
+	int32_t *y = xmallocarray((size_t)chunk, sizeof(int32_t));
+	char **ids = xmallocarray((size_t)chunk, sizeof(char *));
+	long frames = 0;
+	for (int start = 0; start < n; start += chunk) {
+		int m = n - start < chunk ? n - start : chunk;
+		for (int k = 0; k < m; k++) {
+			int r = rows[start + k];
+			gather(x, y, in, r, in->cls[r], k);
+			ids[k] = in->b.ids[r];
+		}
+		int64_t shx[2] = { m, f }, shy[1] = { m };
+		sw_map(w, 5);
+		sw_key(w, "type"); sw_str(w, "val");
+		sw_key(w, "set"); sw_str(w, set);
+		sw_key(w, "ids"); sw_strs(w, ids, m);
+		sw_key(w, "x"); sw_tensor(w, DT_F32, 2, shx, x);
+		sw_key(w, "y"); sw_tensor(w, DT_I32, 1, shy, y);
+		w->frames++;
+		frames++;
+	}
+	free(x); free(y); free(ids);
+	return frames;
+}
+
+/* ---- main ---- */
+
+enum {
+	O_SOURCE = 256, O_TARGET, O_TEST, O_SPLIT, O_TEST_OUT, O_BATCH, O_TBATCH, O_EPOCHS, O_SEED,
+	O_SPLIT_SEED, O_LPC, O_LFRAC, O_VAL, O_TESTF, O_SVAL, O_SFRAC, O_BALANCE, O_PROGRESS, O_QUIET, O_HELP
+};
+
+static double parse_fraction(const char *name, const char *s, double max, int allow_zero)
+{
+	double v = parse_double(name, s, 0, max);
+	if (!allow_zero && v == 0) usage_error("%s: %s: must be greater than 0", name, s);
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "source", required_argument, 0, O_SOURCE },
+		{ "target", required_argument, 0, O_TARGET },
+		{ "test", required_argument, 0, O_TEST },
+		{ "split", required_argument, 0, O_SPLIT },
+		{ "test-out", required_argument, 0, O_TEST_OUT },
+		{ "batch-size", required_argument, 0, O_BATCH },
+		{ "target-batch-size", required_argument, 0, O_TBATCH },
+		{ "epochs", required_argument, 0, O_EPOCHS },
+		{ "seed", required_argument, 0, O_SEED },
+		{ "split-seed", required_argument, 0, O_SPLIT_SEED },
+		{ "labeled-per-class", required_argument, 0, O_LPC },
+		{ "labeled-fraction", required_argument, 0, O_LFRAC },
+		{ "val-fraction", required_argument, 0, O_VAL },
+		{ "test-fraction", required_argument, 0, O_TESTF },
+		{ "source-val-fraction", required_argument, 0, O_SVAL },
+		{ "source-fraction", required_argument, 0, O_SFRAC },
+		{ "balance-classes", no_argument, 0, O_BALANCE },
+		{ "progress", no_argument, 0, O_PROGRESS },
+		{ "quiet", no_argument, 0, O_QUIET },
+		{ "help", no_argument, 0, O_HELP },
+		{ 0, 0, 0, 0 }
+	};
+	int force_progress = 0, quiet_flag = 0, c;
+	util_init(argv[0]);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_SOURCE: opt.source = optarg; break;
+		case O_TARGET: opt.target = optarg; break;
+		case O_TEST: opt.test = optarg; break;
+		case O_SPLIT: opt.split_out = optarg; break;
+		case O_TEST_OUT: opt.test_out = optarg; break;
+		case O_BATCH: opt.batch_size = parse_long("--batch-size", optarg, 2, 1L << 20); break;
+		case O_TBATCH: opt.target_batch_size = parse_long("--target-batch-size", optarg, 2, 1L << 20); break;
+		case O_EPOCHS: opt.epochs = parse_long("--epochs", optarg, 1, 1000000); break;
+		case O_SEED: opt.seed = (unsigned long long)parse_long("--seed", optarg, 0, LONG_MAX); break;
+		case O_SPLIT_SEED:
+			opt.split_seed = (unsigned long long)parse_long("--split-seed", optarg, 0, LONG_MAX);
+			opt.split_seed_given = 1;
+			break;
+		case O_LPC: opt.labeled_per_class = parse_long("--labeled-per-class", optarg, 1, INT_MAX); break;
+		case O_LFRAC: opt.labeled_fraction = parse_fraction("--labeled-fraction", optarg, 1, 0); break;
+		case O_VAL: opt.val_fraction = parse_fraction("--val-fraction", optarg, 0.9, 1); opt.val_given = 1; break;
+		case O_TESTF: opt.test_fraction = parse_fraction("--test-fraction", optarg, 0.9, 1); opt.test_given = 1; break;
+		case O_SVAL: opt.source_val_fraction = parse_fraction("--source-val-fraction", optarg, 0.9, 1); break;
+		case O_SFRAC: opt.source_fraction = parse_fraction("--source-fraction", optarg, 1, 0); break;
+		case O_BALANCE: opt.balance = 1; break;
+		case O_PROGRESS: force_progress = 1; break;
+		case O_QUIET: quiet_flag = 1; break;
+		case O_HELP: usage(); break;
+		case ':': usage_error("%s: missing argument", argv[optind - 1]); break;
+		default:
+			if (optopt) usage_error("unknown option -%c", optopt);
+			usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc) usage_error("unexpected argument %s", argv[optind]);
+	if (!opt.source) usage_error("--source FILE is required");
+	if (!opt.target) usage_error("--target FILE is required");
+	if (opt.labeled_per_class && opt.labeled_fraction > 0)
+		usage_error("--labeled-per-class and --labeled-fraction exclude each other");
+	if (opt.test && opt.test_given)
+		usage_error("--test-fraction and --test exclude each other (the test set is the --test file)");
+	opt.supervised = opt.labeled_per_class > 0 || opt.labeled_fraction > 0;
+	double val_frac = opt.supervised || opt.val_given ? opt.val_fraction : 0;
+	double test_frac = opt.test ? 0 : opt.test_fraction;
+	if (val_frac + test_frac >= 1)
+		usage_error("--val-fraction + --test-fraction = %g: must be below 1", val_frac + test_frac);
+	if (!opt.split_seed_given) opt.split_seed = opt.seed;
+	if (!opt.target_batch_size) opt.target_batch_size = opt.batch_size;
+	if (isatty(1)) usage_error("refusing to write a binary stream to a terminal (redirect stdout)");
+	progress_setup(force_progress, quiet_flag);
+
+	/* ---- read and check the inputs ---- */
+	Input src, tgt, tst;
+	memset(&tst, 0, sizeof tst);
+	load(&src, opt.source);
+	load(&tgt, opt.target);
+	if (opt.test) load(&tst, opt.test);
+	same_features(&src, &tgt);
+	if (opt.test) same_features(&src, &tst);
+	if (src.b.n == 0) die("%s: the source stream has no rows", src.path);
+	if (tgt.b.n == 0) die("%s: the target stream has no rows", tgt.path);
+	{
+		long nu = 0;
+		for (int i = 0; i < src.b.n; i++) nu += src.b.y[i] < 0;
+		if (nu) die("%s: %ld source rows are unlabelled (y = -1); the source must be labelled", src.path, nu);
+	}
+
+	Header out;
+	header_init(&out, "batches");
+	for (int i = 0; i < src.h.nfeat; i++) {
+		out.features = xrealloc(out.features, sizeof(char *) * (size_t)(i + 1));
+		out.features[i] = xstrdup(src.h.features[i]);
+	}
+	out.nfeat = src.h.nfeat;
+	merge_classes(&out, &src);
+	int nsrc_classes = out.nclass;
+	merge_classes(&out, &tgt);
+	if (opt.test) merge_classes(&out, &tst);
+	if (out.nclass > nsrc_classes) {
+		char buf[256];
+		size_t len = 0;
+		buf[0] = 0;
+		for (int c = nsrc_classes; c < out.nclass && len < sizeof buf; c++)
+			len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", c > nsrc_classes ? ", " : "", out.classes[c]);
+		info("%d classes, %d of them not in the source: %s", out.nclass, out.nclass - nsrc_classes, buf);
+	}
+	header_add_domain(&out, "source");
+	header_add_domain(&out, "target");
+
+	/* ---- splits ---- */
+	split_source(&src, out.nclass);
+	split_target(&tgt, out.nclass, val_frac, test_frac);
+	for (int i = 0; i < tst.b.n; i++) tst.role[i] = R_TEST;
+
+	int *s_train, *s_val, *t_lab, *t_unlab, *t_val, *t_test;
+	int n_s = collect(&src, R_SOURCE_TRAIN, &s_train);
+	int n_sv = collect(&src, R_SOURCE_VAL, &s_val);
+	int n_l = collect(&tgt, R_LABELLED_TRAIN, &t_lab);
+	int n_u = collect(&tgt, R_UNLABELLED_TRAIN, &t_unlab);
+	int n_tv = collect(&tgt, R_VALIDATION, &t_val);
+	int n_tt = collect(&tgt, R_TEST, &t_test);
+
+	report("source", &src);
+	report("target", &tgt);
+	if (opt.test) report("test", &tst);
+	if (n_s < 2)
+		die("%s: %d source training row%s; a batch needs at least 2", src.path, n_s, n_s == 1 ? "" : "s");
+	if (opt.supervised && n_l == 0)
+		die("%s: no labelled target rows to train on (%s was given, but the target has no labels)",
+		    tgt.path, opt.labeled_per_class ? "--labeled-per-class" : "--labeled-fraction");
+	if (!opt.supervised && opt.val_given) {
+		if (n_tv) warnx("unsupervised run with --val-fraction: %d labelled target rows will be used for model selection", n_tv);
+		else warnx("--val-fraction: the target has no labelled rows for validation");
+	}
+	if (n_l + n_u == 1) warnx("%s: a single target training row; every target batch repeats it", tgt.path);
+
+	/* ---- batch shapes ---- */
+	int bs = n_s < opt.batch_size ? n_s : (int)opt.batch_size;
+	long steps = n_s / opt.batch_size > 0 ? n_s / opt.batch_size : 1;
+	int nl_b, nu_b; /* labelled and unlabelled target rows per batch */
+	if (n_l > 0 && n_u > 0) {
+		nl_b = (int)(opt.target_batch_size / 2);
+		if (nl_b < 2) nl_b = 2;
+		nu_b = (int)opt.target_batch_size - nl_b;
+		if (nu_b < 2) nu_b = 2;
+		if (nl_b + nu_b != opt.target_batch_size)
+			info("target batch of %d rows: %d labelled + %d unlabelled (at least 2 of each)", nl_b + nu_b, nl_b, nu_b);
+	} else if (n_l > 0) {
+		nl_b = (int)opt.target_batch_size;
+		nu_b = 0;
+	} else {
+		nl_b = 0;
+		nu_b = (int)opt.target_batch_size;
+	}
+	int bt = nl_b + nu_b;
+	info("%ld epochs x %ld steps; %d source + %d target rows per batch (%d labelled, %d unlabelled); %s",
+	     opt.epochs, steps, bs, bt, nl_b, nu_b, opt.supervised ? "supervised" : "unsupervised");
+
+	/* ---- side outputs ---- */
+	if (opt.split_out) {
+		Input *ins[3] = { &src, &tgt, &tst };
+		write_split(opt.split_out, ins, opt.test ? 3 : 2);
+	}
+	if (opt.test_out) {
+		if (opt.test) {
+			int *all;
+			int n = collect(&tst, R_TEST, &all);
+			write_test(opt.test_out, &tst, &out, all, n);
+			free(all);
+		} else {
+			write_test(opt.test_out, &tgt, &out, t_test, n_tt);
+		}
+	}
+
+	/* ---- header ---- */
+	header_set_int(&out, "steps_per_epoch", steps);
+	header_set_int(&out, "epochs", opt.epochs);
+	header_set_int(&out, "batch_source", bs);
+	header_set_int(&out, "batch_target", bt);
+	header_set_int(&out, "batch_target_labeled", nl_b);
+	header_set_int(&out, "seed", (int64_t)opt.seed);
+	header_set_int(&out, "split_seed", (int64_t)opt.split_seed);
+	header_set_str(&out, "mode", opt.supervised ? "supervised" : "unsupervised");
+	const Blob *pre = header_get(&src.h, "preprocessing");
+	if (pre) header_set(&out, "preprocessing", pre);
+	header_set_int(&out, "n_labeled_target", n_l);
+	header_set_int(&out, "n_unlabeled_target", n_u);
+	header_set_int(&out, "n_source_train", n_s);
+	header_set_int(&out, "n_source_val", n_sv);
+	header_set_int(&out, "n_target_val", n_tv);
+	header_set_int(&out, "n_test", opt.test ? tst.b.n : n_tt);
+	if (opt.labeled_per_class) header_set_int(&out, "labeled_per_class", opt.labeled_per_class);
+	if (opt.labeled_fraction > 0) header_set_double(&out, "labeled_fraction", opt.labeled_fraction);
+	header_set_double(&out, "val_fraction", val_frac);
+	header_set_double(&out, "test_fraction", test_frac);
+	header_set_double(&out, "source_val_fraction", opt.source_val_fraction);
+	header_set_double(&out, "source_fraction", opt.source_fraction);
+	header_set_int(&out, "balance_classes", opt.balance);
+
+	static char obuf[1 << 20];
+	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+	SWriter w;
+	sw_init(&w, stdout, "<stdout>");
+	sw_header(&w, &out);
+	long rows = 0;
+	if (n_tv) { write_val(&w, "target", &tgt, t_val, n_tv); rows += n_tv; }
+	if (n_sv) { write_val(&w, "source", &src, s_val, n_sv); rows += n_sv; }
+
+	/* ---- epochs ---- */
+	int f = src.b.f;
+	float *xs = xmallocarray((size_t)bs * (size_t)(f ? f : 1), sizeof(float));
+	float *xt = xmallocarray((size_t)(bt ? bt : 1) * (size_t)(f ? f : 1), sizeof(float));
+	int32_t *ys = xmallocarray((size_t)bs, sizeof(int32_t)), *yt = xmallocarray((size_t)(bt ? bt : 1), sizeof(int32_t));
+	Rng epoch_rng, order_rng;
+	rng_seed2(&epoch_rng, opt.seed, RS_SOURCE_EPOCH);
+	rng_seed2(&order_rng, opt.seed, RS_BALANCE_ORDER);
+	Cycler lab, unlab;
+	cycler_init(&lab, t_lab, n_l, RS_TARGET_LAB);
+	cycler_init(&unlab, t_unlab, n_u, RS_TARGET_UNLAB);
+	/* class-balanced source: one cycler per class present in source-train */
+	Cycler *bycls = NULL;
+	int *present = NULL, npresent = 0;
+	if (opt.balance) {
+		bycls = xcalloc((size_t)out.nclass, sizeof *bycls);
+		present = xmallocarray((size_t)out.nclass, sizeof *present);
+		int *tmp = xmallocarray((size_t)n_s, sizeof *tmp);
+		for (int c = 0; c < out.nclass; c++) {
+			int m = 0;
+			for (int i = 0; i < n_s; i++)
+				if (src.cls[s_train[i]] == c) tmp[m++] = s_train[i];
+			cycler_init(&bycls[c], tmp, m, RS_BALANCE_CLASS + (uint64_t)c);
+			if (m) present[npresent++] = c;
+		}
+		free(tmp);
+	}
+	int64_t shs[2] = { bs, f }, shys[1] = { bs }, sht[2] = { bt, f }, shyt[1] = { bt };
+	for (long e = 0; e < opt.epochs; e++) {
+		if (!opt.balance) rng_shuffle_int(&epoch_rng, s_train, n_s);
+		for (long s = 0; s < steps; s++) {
+			for (int k = 0; k < bs; k++) {
+				int r;
+				if (opt.balance) {
+					if (k % npresent == 0) rng_shuffle_int(&order_rng, present, npresent);
+					r = cycler_next(&bycls[present[k % npresent]]);
+				} else {
+					r = s_train[s * bs + k];
+				}
+				gather(xs, ys, &src, r, src.cls[r], k);
+			}
+			for (int k = 0; k < nl_b; k++) {
+				int r = cycler_next(&lab);
+				gather(xt, yt, &tgt, r, tgt.cls[r], k);
+			}
+			for (int k = 0; k < nu_b; k++) {
+				int r = cycler_next(&unlab);
+				gather(xt, yt, &tgt, r, -1, nl_b + k);
+			}
+			sw_map(&w, 7);
+			sw_key(&w, "type"); sw_str(&w, "batch");
+			sw_key(&w, "epoch"); sw_int(&w, e);
+			sw_key(&w, "step"); sw_int(&w, s);
+			sw_key(&w, "xs"); sw_tensor(&w, DT_F32, 2, shs, xs);
+			sw_key(&w, "ys"); sw_tensor(&w, DT_I32, 1, shys, ys);
+			sw_key(&w, "xt"); sw_tensor(&w, DT_F32, 2, sht, xt);
+			sw_key(&w, "yt"); sw_tensor(&w, DT_I32, 1, shyt, yt);
+			w.frames++;
+			rows += bs + bt;
+		}
+		sw_map(&w, 2);
+		sw_key(&w, "type"); sw_str(&w, "epoch_end");
+		sw_key(&w, "epoch"); sw_int(&w, e);
+		w.frames++;
+		progress("epoch %ld/%ld", e + 1, opt.epochs);
+	}
+	progress_done();
+	sw_end(&w, rows, w.frames - 1);
+	sw_flush(&w);
+
+	/* ---- done ---- */
+	if (bycls) {
+		for (int c = 0; c < out.nclass; c++) cycler_free(&bycls[c]);
+		free(bycls);
+		free(present);
+	}
+	cycler_free(&lab);
+	cycler_free(&unlab);
+	free(xs); free(xt); free(ys); free(yt);
+	free(s_train); free(s_val); free(t_lab); free(t_unlab); free(t_val); free(t_test);
+	header_free(&out);
+	free_input(&src);
+	free_input(&tgt);
+	if (opt.test) free_input(&tst);
+	return 0;
+}
