@@ -1,0 +1,158 @@
+#!/bin/sh
+# tests/cli/pipelines.sh: pipelines/adapt, predict, sweep, plot and demo.
+# --help and usage errors; then short runs on samples/ (few epochs): the output files,
+# one prediction row per target sample with a valid role, accuracy of a supervised run
+# above a floor that source-only stays below, pipelines/predict reproducing adapt's
+# predictions through normalize --like, commands.sh re-running to the same predictions,
+# a small sweep.
+# shellcheck disable=SC1091,SC2015
+. "$(dirname "$0")/../lib.sh"
+P="$ROOT/pipelines"
+S="$ROOT/samples"
+export DAPIPE_BIN="$BIN"
+export OPENBLAS_NUM_THREADS=1
+
+# ---- help and usage errors (pipelines-1.x)
+printf 'id,tissue,g1\ns1,a,1\n' >"$TMP/s.csv"
+for s in adapt predict sweep demo plot; do
+	run "pipelines-1.1 $s --help" 0 sh "$P/$s" --help
+	out_has "Usage"
+done
+run "pipelines-1.2 adapt without --out" 2 sh "$P/adapt" --source "$TMP/s.csv" --target "$TMP/s.csv" --label-column tissue
+err_is "adapt: --out DIR is required
+Try 'adapt --help' for more information."
+run "pipelines-1.3 adapt bad method" 2 sh "$P/adapt" --method magic --out "$TMP/x"
+err_has "adapt: --method: magic: must be source-only, target-only, dann or wgan-gp"
+run "pipelines-1.4 adapt --epochs 0" 2 sh "$P/adapt" --epochs 0 --out "$TMP/x"
+err_has "adapt: --epochs: 0: must be at least 1"
+run "pipelines-1.5 adapt --labeled-fraction 2" 2 sh "$P/adapt" --labeled-fraction 2 --out "$TMP/x"
+err_has "adapt: --labeled-fraction: 2: must be at most 1"
+run "pipelines-1.6 adapt target-only unsupervised" 2 sh "$P/adapt" --method target-only \
+	--source "$TMP/s.csv" --target "$TMP/s.csv" --label-column tissue --out "$TMP/x"
+err_has "target-only needs labelled target"
+run "pipelines-1.7 adapt both labelled options" 2 sh "$P/adapt" --labeled-fraction 0.1 --labeled-per-class 2 --out "$TMP/x"
+err_has "not both"
+run "pipelines-1.8 adapt unknown option" 2 sh "$P/adapt" --frobnicate
+err_has "adapt: --frobnicate: unknown option"
+run "pipelines-1.9 adapt missing value" 2 sh "$P/adapt" --seed
+err_has "adapt: --seed: needs a value"
+run "pipelines-1.10 adapt no labels" 2 sh "$P/adapt" --source "$TMP/s.csv" --target "$TMP/s.csv" --out "$TMP/x"
+err_has "the source needs labels"
+run "pipelines-1.11 adapt unreadable source" 1 sh "$P/adapt" --source "$TMP/nope.csv" --out "$TMP/x"
+err_has "adapt: $TMP/nope.csv: cannot read the source table"
+run "pipelines-1.12 predict without --model" 2 sh "$P/predict" "$S/gtex.gct.gz"
+err_has "predict: --model FILE is required"
+run "pipelines-1.13 sweep bad method" 2 sh "$P/sweep" --methods 'dann nope' --out "$TMP/x"
+err_has "sweep: --methods: nope:"
+run "pipelines-1.14 sweep bad fraction" 2 sh "$P/sweep" --fractions '0.1 1.5' --out "$TMP/x"
+err_has "sweep: --fractions: 1.5: must be at most 1"
+run "pipelines-1.15 plot unknown kind" 2 sh "$P/plot" pie a.csv b.png
+err_has "plot: pie: unknown plot kind"
+run "pipelines-1.16 demo bad epochs" 2 sh "$P/demo" --epochs x
+err_has "demo: --epochs: x: not an integer"
+if command -v shellcheck >/dev/null 2>&1; then
+	ok "pipelines-1.17 shellcheck" shellcheck -x "$P/adapt" "$P/predict" "$P/sweep" "$P/demo" "$P/plot" "$P/lib.sh"
+fi
+
+# ---- runs on the samples (pipelines-2.x)
+for f in normalize batch train-step encode predict discriminate; do
+	[ -x "$BIN/$f" ] || { fail "pipelines-2 filters" "$BIN/$f missing"; exit 0; }
+done
+for f in tcga.csv.gz gtex.gct.gz gtex_labels.csv; do
+	[ -r "$S/$f" ] || { fail "pipelines-2 samples" "$S/$f missing"; exit 0; }
+done
+EP=${PIPELINES_EPOCHS:-4}
+PREP="$TMP/prep"
+run "pipelines-2.1 adapt --prepare-only" 0 sh "$P/adapt" --prepare-only --quiet --out "$PREP" \
+	--source "$S/tcga.csv.gz" --label-column tissue \
+	--target "$S/gtex.gct.gz" --target-labels "$S/gtex_labels.csv"
+ok "pipelines-2.1 prepared streams" test -s "$PREP/source.mpk" -a -s "$PREP/target.mpk" -a -s "$PREP/stats.mpk"
+
+# number of target samples: the GCT's sample columns
+NT=$(gzip -dc "$S/gtex.gct.gz" | sed -n 3p | awk -F'\t' '{ print NF - 2 }')
+
+# check DIR: the files, one row per target sample, valid roles; prints the test accuracy
+check_run() {
+	name=$1 dir=$2
+	for f in predictions.csv model.mpk metrics.csv eval.json eval.txt split.csv commands.sh report.md summary.csv; do
+		[ -s "$dir/$f" ] || { fail "$name files" "$dir/$f missing or empty"; return 1; }
+	done
+	pass "$name files"
+	rows=$(awk 'END { print NR - 1 }' "$dir/predictions.csv")
+	uniq=$(awk -F, 'NR > 1 { print $1 }' "$dir/predictions.csv" | sort -u | wc -l)
+	if [ "$rows" -eq "$NT" ] && [ "$uniq" -eq "$NT" ]; then
+		pass "$name one row per target sample"
+	else
+		fail "$name one row per target sample" "$rows rows, $uniq ids, $NT target samples"
+	fi
+	bad=$(awk -F, 'NR == 1 { nf = NF; next }
+		NF != nf || ($NF != "labelled-train" && $NF != "unlabelled-train" && $NF != "validation" && $NF != "test") { n++ }
+		END { print n + 0 }' "$dir/predictions.csv")
+	[ "$bad" -eq 0 ] && pass "$name roles and columns" || fail "$name roles and columns" "$bad bad rows"
+	ntest=$(awk -F, '$NF == "test"' "$dir/predictions.csv" | wc -l)
+	rows=$(sed -n 's/.*"rows": *\([0-9]*\).*/\1/p' "$dir/eval.json" | head -n 1)
+	[ "$ntest" -gt 0 ] && [ "$ntest" = "$rows" ] && pass "$name eval on the test split only" ||
+		fail "$name eval on the test split only" "eval rows $rows, test rows $ntest"
+	# every probability row sums to 1
+	bad=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^p_/) p[i] = 1; next }
+		{ s = 0; for (i in p) s += $i; if (s < 0.999 || s > 1.001) n++ } END { print n + 0 }' "$dir/predictions.csv")
+	[ "$bad" -eq 0 ] && pass "$name probabilities" || fail "$name probabilities" "$bad rows do not sum to 1"
+}
+acc_of() {
+	awk -F, 'NR == 2 { print $6 }' "$1/summary.csv"
+}
+
+run "pipelines-2.2 adapt source-only" 0 sh "$P/adapt" --prepared "$PREP" --method source-only \
+	--epochs "$EP" --seed 1 --quiet --out "$TMP/so"
+check_run "pipelines-2.2 source-only" "$TMP/so"
+ok "pipelines-2.2 unsupervised: no labelled target, selected on source" sh -c \
+	"! grep -q ',labelled-train$' '$TMP/so/predictions.csv' && ! grep -q ',validation$' '$TMP/so/predictions.csv' && grep -q -- '--select source-val' '$TMP/so/commands.sh'"
+
+run "pipelines-2.3 adapt wgan-gp supervised" 0 sh "$P/adapt" --prepared "$PREP" --method wgan-gp \
+	--labeled-fraction 0.2 --epochs "$EP" --seed 1 --quiet --out "$TMP/wg"
+check_run "pipelines-2.3 wgan-gp" "$TMP/wg"
+ok "pipelines-2.3 plots" test -s "$TMP/wg/curves.png" -a -s "$TMP/wg/latent.png" -a -s "$TMP/wg/latent-before.png" -a -s "$TMP/wg/confusion.png"
+grep ',test$' "$TMP/so/split.csv" | sort >"$TMP/t1"
+grep ',test$' "$TMP/wg/split.csv" | sort >"$TMP/t2"
+ok "pipelines-2.3 same test split as source-only" cmp "$TMP/t1" "$TMP/t2"
+
+# accuracy floor: measured on the samples (see the report of this change), source-only
+# far below it, supervised adaptation far above
+FLOOR=${PIPELINES_FLOOR:-0.6}
+a_so=$(acc_of "$TMP/so")
+a_wg=$(acc_of "$TMP/wg")
+echo "# test accuracy: source-only $a_so, wgan-gp supervised $a_wg, floor $FLOOR"
+if awk -v a="$a_wg" -v f="$FLOOR" 'BEGIN { exit !(a != "" && a + 0 > f + 0) }'; then
+	pass "pipelines-2.4 supervised accuracy above the floor"
+else
+	fail "pipelines-2.4 supervised accuracy above the floor" "accuracy $a_wg, floor $FLOOR"
+fi
+if awk -v a="$a_so" -v f="$FLOOR" 'BEGIN { exit !(a != "" && a + 0 < f + 0) }'; then
+	pass "pipelines-2.4 source-only below the floor"
+else
+	fail "pipelines-2.4 source-only below the floor" "accuracy $a_so, floor $FLOOR"
+fi
+
+# pipelines/predict on the raw target table: the same predictions as adapt's
+run "pipelines-2.5 predict from the bundle" 0 sh "$P/predict" --model "$TMP/wg/model.mpk" --quiet \
+	--out "$TMP/pred.csv" "$S/gtex.gct.gz"
+cut -d, -f1-"$(head -n 1 "$TMP/pred.csv" | awk -F, '{ print NF }')" "$TMP/wg/predictions.csv" | sort >"$TMP/a.csv"
+sort "$TMP/pred.csv" >"$TMP/b.csv"
+ok "pipelines-2.5 same predictions as adapt (normalize --like)" cmp "$TMP/a.csv" "$TMP/b.csv"
+run "pipelines-2.6 predict with labels" 0 sh "$P/predict" --model "$TMP/wg/model.mpk" \
+	--labels "$S/gtex_labels.csv" --label-column tissue --out "$TMP/pred2.csv" "$S/gtex.gct.gz"
+err_has "accuracy"
+ok "pipelines-2.6 label column" sh -c "head -n 1 '$TMP/pred2.csv' | grep -q ',label\$'"
+
+# commands.sh re-runs the whole run to the same predictions (same seed, same output)
+cp "$TMP/so/predictions.csv" "$TMP/so-first.csv"
+run "pipelines-2.7 commands.sh re-runs" 0 sh "$TMP/so/commands.sh"
+ok "pipelines-2.7 same model predictions" sh -c \
+	"cut -d, -f1-3 '$TMP/so-first.csv' | sed 1d | sort > '$TMP/r1'; encode --model '$TMP/so/model.mpk' '$PREP/target.mpk' | predict --model '$TMP/so/model.mpk' | cut -d, -f1-3 | sed 1d | sort > '$TMP/r2'; cmp '$TMP/r1' '$TMP/r2'"
+
+# a small sweep: 2 methods x 1 fraction x 2 seeds
+run "pipelines-2.8 sweep" 0 sh "$P/sweep" --quiet --source "$S/tcga.csv.gz" --label-column tissue \
+	--target "$S/gtex.gct.gz" --target-labels "$S/gtex_labels.csv" \
+	--methods 'source-only target-only' --fractions '0.2' --seeds '1 2' --epochs 2 --jobs 2 --out "$TMP/sw"
+ok "pipelines-2.8 results.csv" sh -c "[ \$(sed 1d '$TMP/sw/results.csv' | grep -c '^[a-z-]*,[a-z]*,0.2,1,[12],[01]') -eq 4 ]"
+ok "pipelines-2.8 sweep.png" test -s "$TMP/sw/sweep.png"
