@@ -16,6 +16,7 @@
 #   dp_log_init FILE       start a runnable commands file (commands.sh)
 #   dp_do STAGE CMDLINE    append CMDLINE to the commands file, run it with eval, and die
 #                          naming STAGE if it fails
+#   dp_try CMDLINE         run CMDLINE with eval; log it only when it succeeds; its status
 #   dp_json_num FILE KEY   the first number stored under "KEY" in a JSON file (empty if none)
 #   dp_csv_col FILE NAME   1-based index of column NAME in a CSV header (empty if absent)
 #   dp_term                the gnuplot PNG terminal (pngcairo when available, else png)
@@ -111,6 +112,15 @@ dp_do() {
 	[ -z "$DP_LOG" ] || printf '%s\n' "$1" >>"$DP_LOG"
 	[ "${DP_VERBOSE:-0}" = 0 ] || echo "+ $1" >&2
 	eval "$1" || dp_die "$stage failed (exit $?): $1"
+}
+
+dp_try() {
+	[ "${DP_VERBOSE:-0}" = 0 ] || echo "+ $1" >&2
+	if eval "$1"; then
+		[ -z "$DP_LOG" ] || printf '%s\n' "$1" >>"$DP_LOG"
+		return 0
+	fi
+	return 1
 }
 
 dp_json_num() {
