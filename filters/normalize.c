@@ -450,6 +450,7 @@ int main(int argc, char **argv)
 	};
 	int force_progress = 0, quiet_flag = 0, c;
 	topt.block_rows = 256;
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "hq", lo, NULL)) != -1) {
 		switch (c) {
 		case O_FORMAT:
@@ -514,7 +515,10 @@ int main(int argc, char **argv)
 		case O_PROGRESS: force_progress = 1; break;
 		case 'q': case O_QUIET: quiet_flag = 1; break;
 		case 'h': case O_HELP: usage(); break;
-		default: usage_error("unknown option (see --help)");
+		default:
+			if (optopt && optopt < 256) usage_error("-%c: unknown option", optopt);
+			if (optopt) usage_error("%s: needs a value", argv[optind - 1]);
+			usage_error("%s: unknown option", argv[optind - 1]);
 		}
 	}
 	progress_setup(force_progress, quiet_flag);

@@ -1,0 +1,147 @@
+/* test_table.c: number parsing, CSV/TSV/GCT edge cases, gzip input. */
+#include "check.h"
+#include "table.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char dir[] = "/tmp/dapipe-table.XXXXXX";
+
+static char *put(const char *name, const char *text, size_t n)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	FILE *f = fopen(p, "wb");
+	fwrite(text, 1, n, f);
+	fclose(f);
+	return p;
+}
+
+static char *putgz(const char *name, const char *text)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	gzFile g = gzopen(p, "wb");
+	gzwrite(g, text, (unsigned)strlen(text));
+	gzclose(g);
+	return p;
+}
+
+static void test_numbers(void)
+{
+	double v = 0;
+	CHECK("num int", parse_cell("42", 2, &v) == 0 && v == 42);
+	CHECK("num neg frac", parse_cell("-1.25", 5, &v) == 0 && v == -1.25);
+	CHECK("num exp", parse_cell("1e-3", 4, &v) == 0 && v == 1e-3);
+	CHECK("num EXP+", parse_cell("2.5E+2", 6, &v) == 0 && v == 250);
+	CHECK("num leading dot", parse_cell(".5", 2, &v) == 0 && v == 0.5);
+	CHECK("num spaces", parse_cell(" 7 ", 3, &v) == 0 && v == 7);
+	CHECK("num long digits via strtod", parse_cell("0.12345678901234567890123", 25, &v) == 0 && fabs(v - 0.12345678901234567890123) < 1e-15);
+	CHECK("num big exp via strtod", parse_cell("1e300", 5, &v) == 0 && v == 1e300);
+	CHECK("num exact 0.1", parse_cell("0.1", 3, &v) == 0 && v == 0.1);
+	CHECK("missing empty", parse_cell("", 0, &v) == 1);
+	CHECK("missing NA", parse_cell("NA", 2, &v) == 1);
+	CHECK("missing NaN", parse_cell("NaN", 3, &v) == 1);
+	CHECK("inf", parse_cell("inf", 3, &v) == 2);
+	CHECK("-Infinity", parse_cell("-Infinity", 9, &v) == 2);
+	CHECK("not a number x1", parse_cell("x1", 2, &v) == -1);
+	CHECK("not a number 1x", parse_cell("1x", 2, &v) == -1);
+	CHECK("not a number 1e", parse_cell("1e", 2, &v) == -1);
+	CHECK("not a number -", parse_cell("-", 1, &v) == -1);
+	/* fast path agrees with strtod on many values */
+	int bad = 0;
+	char buf[64];
+	for (int i = 0; i < 20000; i++) {
+		double x = (i * 7919 % 100003) / 97.0 - 300;
+		int n = snprintf(buf, sizeof buf, i % 2 ? "%.6g" : "%.17g", x);
+		double a;
+		if (parse_cell(buf, (size_t)n, &a) != 0 || a != strtod(buf, NULL)) bad++;
+	}
+	CHECK("fast path equals strtod", bad == 0);
+}
+
+static void test_csv(void)
+{
+	/* BOM, CRLF, quotes with delimiter and newline inside, blank lines, trailing delimiter */
+	const char *text = "\xEF\xBB\xBFid,\"G,1\",G2,\r\n\r\nS1,1,2,\r\n\"S\"\"2\",\"3\",4e0,\r\n\n\"S\n3\",5,6\n";
+	char *p = put("a.csv", text, strlen(text));
+	TableOpts o = { 0 };
+	o.block_rows = 2;
+	Table t;
+	table_open(&t, p, &o);
+	CHECK("csv delimiter detected", t.csv.delim == ',');
+	CHECK("csv genes", t.ngenes == 2 && strcmp(t.genes[0], "G,1") == 0 && strcmp(t.genes[1], "G2") == 0);
+	int n = table_read(&t);
+	CHECK("csv first block", n == 2);
+	CHECK("csv ids", strcmp(t.ids[0], "S1") == 0 && strcmp(t.ids[1], "S\"2") == 0);
+	CHECK("csv values", t.x[0] == 1 && t.x[1] == 2 && t.x[2] == 3 && t.x[3] == 4);
+	CHECK("csv line numbers", t.lines[0] == 3 && t.lines[1] == 4);
+	n = table_read(&t);
+	CHECK("csv quoted newline id", n == 1 && strcmp(t.ids[0], "S\n3") == 0 && t.x[0] == 5 && t.x[1] == 6);
+	CHECK("csv end", table_read(&t) == 0);
+	table_close(&t);
+
+	const char *tsv = "id\tA\tB\tlab\nS1\t1.5\t-2\tx\nS2\t0\t1e-3\t\n";
+	p = put("b.tsv", tsv, strlen(tsv));
+	o.label_column = "lab";
+	o.block_rows = 10;
+	table_open(&t, p, &o);
+	CHECK("tsv delimiter", t.csv.delim == '\t');
+	CHECK("tsv label column excluded", t.ngenes == 2);
+	n = table_read(&t);
+	CHECK("tsv rows", n == 2 && t.x[0] == 1.5f && t.x[1] == -2 && t.x[3] == 1e-3f);
+	CHECK("tsv labels", t.labels[0] && strcmp(t.labels[0], "x") == 0 && t.labels[1] == NULL);
+	table_close(&t);
+	o.label_column = NULL;
+
+	/* gzip: the same table compressed, in two members */
+	char *g = putgz("c.csv.gz", "id,A\nS1,1\nS2,2\n");
+	table_open(&t, g, &o);
+	n = table_read(&t);
+	CHECK("gzip read", n == 2 && t.x[0] == 1 && t.x[1] == 2 && t.csv.in.gz);
+	table_close(&t);
+
+	/* genes as rows and GCT are transposed */
+	const char *gr = "gene,S1,S2,S3\nG1,1,2,3\nG2,4,5,6\n";
+	p = put("d.csv", gr, strlen(gr));
+	o.genes_as_rows = 1;
+	table_open(&t, p, &o);
+	n = table_read(&t);
+	CHECK("genes as rows transposed", n == 3 && t.ngenes == 2 && strcmp(t.ids[2], "S3") == 0 && t.x[0] == 1 && t.x[1] == 4 && t.x[5] == 6);
+	table_close(&t);
+	o.genes_as_rows = 0;
+	const char *gct = "#1.2\n2\t2\nName\tDescription\tS1\tS2\nENSG1.3\tTP53\t1\t2\nENSG2.1\tEGFR\t3\t4\n";
+	p = put("e.gct", gct, strlen(gct));
+	o.gene_id_desc = 1;
+	table_open(&t, p, &o);
+	n = table_read(&t);
+	CHECK("gct detected and read", t.format == TF_GCT && n == 2 && strcmp(t.genes[1], "EGFR") == 0 && t.x[0] == 1 && t.x[1] == 3 && t.x[3] == 4);
+	table_close(&t);
+
+	/* a long line (bigger than the read buffer) */
+	size_t cols = 700000;
+	char *big = xmalloc(cols * 2 + 64);
+	size_t k = (size_t)sprintf(big, "id");
+	for (size_t i = 0; i < cols; i++) k += (size_t)sprintf(big + k, ",%c", 'a' + (int)(i % 26)) ;
+	k += (size_t)sprintf(big + k, "\n");
+	p = put("f.csv", big, k);
+	free(big);
+	int lines = 0;
+	CsvIn c;
+	csv_in_open(&c, p, 0);
+	while (csv_in_next(&c)) lines += c.nf == (int)cols + 1;
+	csv_in_close(&c);
+	CHECK("line longer than the buffer", lines == 1);
+}
+
+int main(void)
+{
+	util_init("test_table");
+	if (!mkdtemp(dir)) return 1;
+	test_numbers();
+	test_csv();
+	char *cmd = xasprintf("rm -rf %s", dir);
+	if (system(cmd) != 0) return 1;
+	return check_status();
+}
