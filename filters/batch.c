@@ -505,6 +505,8 @@ int main(int argc, char **argv)
 	if (optind < argc) usage_error("unexpected argument %s", argv[optind]);
 	if (!opt.source) usage_error("--source FILE is required");
 	if (!opt.target) usage_error("--target FILE is required");
+	if ((!strcmp(opt.source, "-")) + (!strcmp(opt.target, "-")) + (opt.test && !strcmp(opt.test, "-")) > 1)
+		usage_error("only one input can be stdin (-)");
 	if (opt.labeled_per_class && opt.labeled_fraction > 0)
 		usage_error("--labeled-per-class and --labeled-fraction exclude each other");
 	if (opt.test && opt.test_given)
@@ -578,7 +580,7 @@ int main(int argc, char **argv)
 	if (opt.supervised && n_l == 0)
 		die("%s: no labelled target rows to train on (%s was given, but the target has no labels)",
 		    tgt.path, opt.labeled_per_class ? "--labeled-per-class" : "--labeled-fraction");
-	if (!opt.supervised && opt.val_given) {
+	if (!opt.supervised && opt.val_given && opt.val_fraction > 0) {
 		if (n_tv) warnx("unsupervised run with --val-fraction: %d labelled target rows will be used for model selection", n_tv);
 		else warnx("--val-fraction: the target has no labelled rows for validation");
 	}

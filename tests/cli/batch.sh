@@ -182,6 +182,9 @@ run batch-1.11 2 batch --source "$S" --target "$T" --bogus
 err_has "batch: unknown option --bogus"
 run batch-1.12 2 batch --source "$S" --target "$T" --epochs
 err_has "batch: --epochs: missing argument"
+run batch-1.14 2 batch --source - --target -
+err_has "batch: only one input can be stdin (-)"
+run_in batch-1.15 0 "$S" batch --source - --target "$T" --epochs 1 --quiet
 run batch-1.13 2 batch --source "$S" --target "$T" --epochs 2x
 err_has "batch: --epochs: 2x: not an integer"
 
@@ -371,3 +374,9 @@ has classes A,B,C,D,E
 ok "batch-8.2 (test rows in the split file)" test "$(grep -c ',test$' "$TMP/split8.csv")" -eq 5
 LAST=batch-8.3; check "$TMP/xt.mpk" "$S" "$TMP/X.mpk"
 has classes A,B,C,D,E
+
+# ---- an explicit --val-fraction 0 in an unsupervised run: no validation, no warning ----
+run batch-9.1 0 batch --source "$S" --target "$T" --epochs 1 --val-fraction 0 --quiet
+ok "batch-9.1 (no warning)" test ! -s "$ERR"
+LAST=batch-9.2; check "$OUT" "$S" "$T"
+has val_sets source
