@@ -137,6 +137,8 @@ static void child_state(Peer *p, char *buf, size_t n)
 		p->pid = 0;
 		if (WIFSIGNALED(st)) snprintf(buf, n, "died (killed by signal %d)", WTERMSIG(st));
 		else if (WEXITSTATUS(st) == 127) snprintf(buf, n, "could not be started (exit status 127)");
+		else if (WEXITSTATUS(st) > 128 && WEXITSTATUS(st) < 160)
+			snprintf(buf, n, "died (exit status %d: killed by signal %d)", WEXITSTATUS(st), WEXITSTATUS(st) - 128);
 		else snprintf(buf, n, "died (exit status %d)", WEXITSTATUS(st));
 	} else {
 		snprintf(buf, n, "closed its output");

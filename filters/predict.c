@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static _Noreturn void usage(void)
 {
@@ -213,10 +214,19 @@ static void run_model(const char *model, const char *path, int eval, const char 
 			metrics_print_text(stderr, &conf, oh.classes);
 		}
 		if (json) {
-			AtomicFile af;
-			FILE *fp = atomic_open(&af, json);
-			metrics_write_json(fp, &conf, oh.classes);
-			atomic_commit(&af);
+			struct stat sb;
+			if (stat(json, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+				/* a pipe or a device (/dev/stdout): written in place */
+				FILE *fp = fopen(json, "w");
+				if (!fp) die("%s: cannot open:", json);
+				metrics_write_json(fp, &conf, oh.classes);
+				if (fclose(fp) != 0) die("%s: write error:", json);
+			} else {
+				AtomicFile af;
+				FILE *fp = atomic_open(&af, json);
+				metrics_write_json(fp, &conf, oh.classes);
+				atomic_commit(&af);
+			}
 		}
 	}
 	free(p);

@@ -936,7 +936,7 @@ int main(int argc, char **argv)
 	double wait = 0;
 	for (int i = 0; i < t.nst; i++) wait += t.st[i].wait_s;
 	double total = now_seconds() - t.t_start;
-	info("best epoch %d (%s accuracy %s%.4f), stopped: %s; %ld steps in %.2f s (%.3f ms/step); model in %s",
+	info("best epoch %d (selected on %s, validation accuracy %s%.4f), stopped: %s; %ld steps in %.2f s (%.3f ms/step); model in %s",
 	     t.best_epoch, select_names[t.select], isnan(t.best_acc) ? "n/a " : "", isnan(t.best_acc) ? 0.0 : t.best_acc,
 	     why, t.gstep, total, t.gstep ? 1000 * t.t_steps / (double)t.gstep : 0.0, t.out);
 	(void)wait;
