@@ -1,0 +1,129 @@
+#!/bin/sh
+# tests/cli/normalize.sh: the normalize filter: help, usage errors, every bad input
+# with its exact message and exit code, transforms checked against awk, fit/apply,
+# merge of chunk statistics, alignment, labels, inspection.
+. "$(dirname "$0")/../lib.sh"
+cd "$ROOT/tests/fixtures/normalize" || exit 1
+
+run normalize-1.1 0 normalize --help
+out_has "--top-variable N"
+out_has "--merge-stats OUT"
+run normalize-1.2 2 normalize --bogus
+err_is "normalize: --bogus: unknown option
+Try 'normalize --help' for more information."
+run normalize-1.3 2 normalize --top-variable 0 counts.csv
+err_has "normalize: --top-variable: 0: must be at least 1"
+run normalize-1.4 2 normalize --format xls counts.csv
+err_has "normalize: --format: xls: expected auto, csv, tsv, gct or stream"
+run normalize-1.5 2 normalize --stats a.mpk --zscore counts.csv
+err_has "the transforms come from the statistics"
+
+# bad inputs: one line naming file, line and column; exit 1
+run normalize-2.1 1 normalize -q ragged.csv
+err_is "normalize: ragged.csv:3: 2 fields, expected 3 (as in the header line)"
+run normalize-2.2 1 normalize -q notnum.csv
+err_is "normalize: notnum.csv:3: column 3 (B): 'x1' is not a number"
+run normalize-2.3 1 normalize -q empty.csv
+err_is "normalize: empty.csv: empty file"
+run normalize-2.4 1 normalize -q headeronly.csv
+err_is "normalize: headeronly.csv: no data rows (header only)"
+run normalize-2.5 1 normalize -q dupid.csv
+err_is "normalize: dupid.csv:3: duplicate sample id 'S1' (first in dupid.csv)"
+run normalize-2.6 1 normalize -q missing.csv
+err_is "normalize: missing.csv:2: column 3 (B): missing value 'NA' (use --missing mean to fill)"
+run normalize-2.7 1 normalize -q inf.csv
+err_is "normalize: inf.csv:3: column 2 (A): 'Inf' is not a finite number"
+run normalize-2.8 1 normalize -q --labels nomatch.csv --label-column cancer counts.csv
+err_is "normalize: nomatch.csv: no id matches a sample of the input"
+gzip -c counts.csv | head -c 60 >"$TMP/trunc.csv.gz"
+run normalize-2.9 1 normalize -q "$TMP/trunc.csv.gz"
+err_has "trunc.csv.gz: truncated gzip input"
+run normalize-2.10 1 normalize -q nosuch.csv
+err_is "normalize: nosuch.csv: cannot open: No such file or directory"
+# a failed run leaves the stream without its end frame
+normalize -q notnum.csv >"$TMP/partial.mpk" 2>/dev/null
+run normalize-2.11 1 normalize --show csv "$TMP/partial.mpk"
+err_has "stream ends without an end frame"
+run normalize-2.12 1 normalize -q --label-column label --log2 labelled.csv --classes normal
+err_is "normalize: labelled.csv:2: label 'tumor' is not in --classes"
+
+# log2(x+1) against awk, labels from a column, class order as first seen
+run normalize-3.1 0 normalize -q --label-column label --log2 labelled.csv
+normalize --show csv "$OUT" >"$TMP/got.csv"
+awk -F, 'NR == 1 { print "id,domain,label,TP53,EGFR,ENSG00000141510.16,MYC"; next }
+	{ printf "%s,labelled,%s", $1, $6; for (i = 2; i <= 5; i++) printf ",%.6g", log($i + 1) / log(2); print "" }' labelled.csv >"$TMP/want.csv"
+awk -F, 'NR > 1 { for (i = 4; i <= NF; i++) $i = sprintf("%.6g", $i) } { print }' OFS=, "$TMP/got.csv" >"$TMP/got6.csv"
+ok normalize-3.2 cmp "$TMP/got6.csv" "$TMP/want.csv"
+normalize --show header "$OUT" >"$TMP/h.txt"
+ok normalize-3.3 grep -q '"classes": \["tumor", "normal"\]' "$TMP/h.txt"
+ok normalize-3.4 grep -q '"steps": \["log2"\]' "$TMP/h.txt"
+
+# labels from a file; unlabelled counted; explicit class order
+run normalize-4.1 0 normalize --labels labels.csv --label-column cancer --classes normal,tumor counts.csv
+err_has "normalize: 1 of 4 samples have no label (unlabelled)"
+normalize --show csv "$OUT" | cut -d, -f1,3 | tr '\n' ' ' >"$TMP/l.txt"
+ok normalize-4.2 grep -q "id,label S1,tumor S2,normal S3,tumor S4, " "$TMP/l.txt"
+normalize --show header "$OUT" >"$TMP/h.txt"
+ok normalize-4.3 grep -q '"classes": \["normal", "tumor"\]' "$TMP/h.txt"
+
+# fit on source, apply to target: alignment report, Ensembl versions, case
+run normalize-5.1 0 normalize --log2 --zscore --fit-stats "$TMP/s.mpk" --label-column label labelled.csv
+cp "$OUT" "$TMP/src.mpk"
+run normalize-5.2 0 normalize --stats "$TMP/s.mpk" target.tsv
+err_has "normalize: target.tsv: 2 of 4 genes matched (2 extra genes dropped)"
+err_has "normalize: target.tsv: 2 genes missing, set to 0 after the transforms: TP53, EGFR"
+run normalize-5.3 0 normalize --stats "$TMP/s.mpk" --ignore-case target.tsv
+err_has "normalize: target.tsv: 3 of 4 genes matched (1 extra genes dropped)"
+# z-score of the source: every gene mean 0 and population sd 1 (or 0 for a constant gene)
+normalize --show csv "$TMP/src.mpk" | awk -F, 'NR > 1 { for (i = 4; i <= 7; i++) { s[i] += $i; q[i] += $i * $i } n++ }
+	END { for (i = 4; i <= 7; i++) { m = s[i] / n; v = q[i] / n - m * m; if (m > 1e-6 || m < -1e-6 || (v > 1e-5 && (v < 0.9999 || v > 1.0001))) exit 1 } }'
+ok normalize-5.4 test $? -eq 0
+# the target row T1 applies the source statistics: MYC = (log2(3) - mean) / sd
+normalize --show csv "$OUT" >"$TMP/t.csv"
+awk -F, 'NR > 1 && $1 == "T1" { print $7 }' "$TMP/t.csv" >"$TMP/t1.txt"
+awk -F, 'NR > 1 { v = log($5 + 1) / log(2); s += v; q += v * v; n++ } END { m = s / n; printf "%.4f\n", (log(3) / log(2) - m) / sqrt(q / n - m * m) }' counts.csv >"$TMP/want1.txt"
+ok normalize-5.5 test "$(awk '{ printf "%.4f\n", $1 }' "$TMP/t1.txt")" = "$(cat "$TMP/want1.txt")"
+# --like with a file whose header holds the same preprocessing gives the same output
+normalize -q --stats "$TMP/s.mpk" target.tsv >"$TMP/a.mpk"
+normalize -q --like "$TMP/src.mpk" target.tsv --domain target >"$TMP/b.mpk"
+ok normalize-5.6 sh -c "normalize --show csv '$TMP/a.mpk' | cut -d, -f1,4- >'$TMP/a.csv' && normalize --show csv '$TMP/b.mpk' | cut -d, -f1,4- | cmp - '$TMP/a.csv'"
+
+# merged chunk statistics equal one fit on the whole table
+head -3 counts.csv >"$TMP/c1.csv"
+{ head -1 counts.csv; tail -2 counts.csv; } >"$TMP/c2.csv"
+normalize -q --log2 --zscore --top-variable 3 --fit-stats "$TMP/w.mpk" counts.csv >/dev/null
+normalize -q --log2 --zscore --top-variable 3 --fit-stats "$TMP/p1.mpk" "$TMP/c1.csv" >/dev/null
+normalize -q --log2 --zscore --top-variable 3 --fit-stats "$TMP/p2.mpk" "$TMP/c2.csv" >/dev/null
+run normalize-6.1 0 normalize --merge-stats "$TMP/m.mpk" "$TMP/p1.mpk" "$TMP/p2.mpk"
+normalize -q --stats "$TMP/w.mpk" counts.csv | normalize --show csv >"$TMP/w.csv"
+normalize -q --stats "$TMP/m.mpk" counts.csv | normalize --show csv >"$TMP/m.csv"
+ok normalize-6.2 cmp "$TMP/w.csv" "$TMP/m.csv"
+ok normalize-6.3 test "$(head -1 "$TMP/w.csv")" = "id,domain,label,TP53,ENSG00000141510.16,MYC"
+
+# gene list, fill value, GCT, genes as rows, stream in, determinism
+run normalize-7.1 0 normalize --genes genes.txt --fill -1 --ignore-case target.tsv
+normalize --show csv "$OUT" >"$TMP/g.csv"
+ok normalize-7.2 test "$(cat "$TMP/g.csv" | tr '\n' ' ')" = "id,domain,label,TP53,MYC,KRAS T1,target,,3,2,9 T2,target,,4,5,1 "
+run normalize-7.3 0 normalize --gene-id description small.gct
+normalize --show csv "$OUT" >"$TMP/gct.csv"
+ok normalize-7.4 test "$(tr '\n' ' ' <"$TMP/gct.csv")" = "id,domain,label,TP53,EGFR G1,small,,1,4 G2,small,,2,5 G3,small,,3,6 "
+normalize -q --log2 counts.csv >"$TMP/s1.mpk"
+run normalize-7.5 0 normalize --format stream "$TMP/s1.mpk"
+# the data pass through unchanged (the header records no further steps)
+ok normalize-7.6 sh -c "normalize --show csv '$OUT' >'$TMP/r1.csv' && normalize --show csv '$TMP/s1.mpk' | cmp - '$TMP/r1.csv'"
+gzip -c counts.csv >"$TMP/counts.csv.gz"
+normalize -q --log2 "$TMP/counts.csv.gz" --domain counts >"$TMP/s2.mpk"
+ok normalize-7.7 cmp "$TMP/s1.mpk" "$TMP/s2.mpk"
+run_in normalize-7.8 0 "$TMP/counts.csv.gz" normalize -q --log2 --domain counts
+ok normalize-7.9 cmp "$OUT" "$TMP/s1.mpk"
+run normalize-7.10 0 normalize --quantile --drop-zero --zscore counts.csv
+err_has "dropped 1 genes that are zero in every sample"
+
+# inspection
+run normalize-8.1 0 normalize --show pca "$TMP/src.mpk"
+ok normalize-8.2 test "$(wc -l <"$OUT")" -eq 5
+out_has "id,domain,label,pc1,pc2"
+run normalize-8.3 0 normalize --show shapes "$TMP/src.mpk"
+out_has "frame 2: data ids=[4] x=f32[4,4] y=i32[4] d=i32[4]"
+run normalize-8.4 0 normalize --show head --rows 1 "$TMP/src.mpk"
+ok normalize-8.5 test "$(wc -l <"$OUT")" -eq 2
