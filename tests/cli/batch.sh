@@ -380,3 +380,14 @@ run batch-9.1 0 batch --source "$S" --target "$T" --epochs 1 --val-fraction 0 --
 ok "batch-9.1 (no warning)" test ! -s "$ERR"
 LAST=batch-9.2; check "$OUT" "$S" "$T"
 has val_sets source
+
+# ---- truncated prefixes and random bytes: exit 1 with a message, never a crash ----
+size=$(wc -c <"$T")
+for cut in 0 1 7 100 $((size / 3)) $((size / 2)) $((size - 1)); do
+	head -c "$cut" "$T" >"$TMP/cut.mpk"
+	run "batch-10.$cut" 1 batch --source "$S" --target "$TMP/cut.mpk"
+	err_has "batch: $TMP/cut.mpk: "
+done
+"$PY" -c 'import random; random.seed(5); open("'"$TMP"'/rand.mpk", "wb").write(bytes(random.randrange(256) for _ in range(3000)))'
+run batch-10.rand 1 batch --source "$S" --target "$TMP/rand.mpk"
+err_has "batch: $TMP/rand.mpk: "
