@@ -608,6 +608,7 @@ int main(int argc, char **argv)
 		input_names[i] = (char *)in->name;
 		if (in->t.format == TF_STREAM && !ndomain_args) {
 			in->dom = -1;
+			for (int k = 0; k < in->t.din.h.ndom; k++) header_add_domain(&H, in->t.din.h.domains[k]);
 			for (int k = 0; k < in->t.din.h.nclass; k++)
 				if (!fixed_classes) header_add_class(&H, in->t.din.h.classes[k]);
 		} else {
