@@ -8,7 +8,7 @@
 # shellcheck disable=SC1091,SC2015
 . "$(dirname "$0")/../lib.sh"
 P="$ROOT/pipelines"
-S="$ROOT/samples"
+S=${PIPELINES_SAMPLES:-$ROOT/samples}
 export DAPIPE_BIN="$BIN"
 export OPENBLAS_NUM_THREADS=1
 
