@@ -13,7 +13,7 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-paramete
           $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
 # OpenBLAS linked explicitly (the machine may also have the reference BLAS).
 BLAS_LIBS = $(shell pkg-config --libs openblas 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas)
-LDLIBS = $(BLAS_LIBS) -Wl,-rpath,$(patsubst -L%,%,$(filter -L%,$(BLAS_LIBS))) -lcsv -lmsgpackc -lz -lpthread -lm
+LDLIBS = $(BLAS_LIBS) -Wl,-rpath,$(patsubst -L%,%,$(filter -L%,$(BLAS_LIBS))) -lcsv -lmsgpackc -lpng -ljpeg -lz -lpthread -lm
 BUILD ?= build
 BIN ?= bin
 
