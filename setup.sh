@@ -4,7 +4,8 @@
 # exact command to run. Quiet and quick when everything is already there.
 set -eu
 PKGS="gcc make pkg-config libopenblas-dev libcsv-dev libmsgpack-dev zlib1g-dev \
-libpng-dev libjpeg-dev libhdf5-dev parallel gnuplot-nox python3 python3-msgpack python3-numpy time"
+libpng-dev libjpeg-dev libhdf5-dev parallel gnuplot-nox python3 python3-msgpack python3-numpy \
+python3-pandas time"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/cli/format_python.sh: the Python reader of docs/NORMALIZE.md reads a stream made by
+# tests/cli/format_python.sh: the Python reader of docs/FORMAT.md reads a stream made by
 # normalize; its values, ids, labels and domains match the CSV input. Without
 # python3-msgpack or numpy it prints nothing and exits 0.
 . "$(dirname "$0")/../lib.sh"
@@ -12,7 +12,7 @@ done
 F="$ROOT/tests/fixtures/normalize"
 # the snippet: the python block after the "<!-- reader -->" marker
 awk '/<!-- reader -->/ { on = 1; next } on && /^```python/ { inb = 1; next } inb && /^```/ { exit } inb { print }' \
-	"$ROOT/docs/NORMALIZE.md" >"$TMP/reader.py"
+	"$ROOT/docs/FORMAT.md" >"$TMP/reader.py"
 ok format-python-1.1 test "$(wc -l <"$TMP/reader.py")" -ge 10 -a "$(wc -l <"$TMP/reader.py")" -le 20
 cat "$TMP/reader.py" - >"$TMP/check.py" <<'PY'
 import csv, math
