@@ -45,7 +45,8 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 
 void relu_forward(float *out, const float *inp, long n)
 {
-	for (long i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+	/* written so that a NaN input stays NaN (as PyTorch's), so divergence shows */
+	for (long i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
 }
 
 void relu_backward(float *dinp, const float *dout, const float *inp, long n)
@@ -56,7 +57,7 @@ void relu_backward(float *dinp, const float *dout, const float *inp, long n)
 
 void leaky_relu_forward(float *out, const float *inp, float slope, long n)
 {
-	for (long i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
+	for (long i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? slope * inp[i] : inp[i];
 }
 
 void leaky_relu_backward(float *dinp, const float *dout, const float *inp, float slope, long n)

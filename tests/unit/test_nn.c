@@ -79,6 +79,12 @@ static void test_activations(void)
 	for (int i = 0; i < 7; i++) { dy[i] = 1; g[i] = 0; }
 	relu_backward(g, dy, x, 7);
 	CHECK("relu backward is 0 at 0", g[2] == 0.0f && g[3] == 1.0f && g[0] == 0.0f);
+	/* a NaN stays NaN (PyTorch), so a diverging run shows */
+	float nanx[1] = { NAN }, nany[1];
+	relu_forward(nany, nanx, 1);
+	int nan_ok = isnan(nany[0]);
+	leaky_relu_forward(nany, nanx, 0.2f, 1);
+	CHECK("relu and leaky_relu propagate NaN", nan_ok && isnan(nany[0]));
 	/* grl: -lambda, added */
 	for (int i = 0; i < 7; i++) g[i] = 1;
 	grl_backward(g, x, 0.5f, 7);
