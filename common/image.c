@@ -273,8 +273,14 @@ static int read_jpeg(const unsigned char *buf, size_t len, Image *im, char *err,
 
 int image_sniff_stream(const unsigned char *buf, size_t len)
 {
-	/* a msgpack map: fixmap 0x80-0x8f, map16 0xde, map32 0xdf */
-	return len > 0 && ((buf[0] & 0xf0) == 0x80 || buf[0] == 0xde || buf[0] == 0xdf);
+	/* a msgpack map (fixmap 0x80-0x8f, map16 0xde, map32 0xdf) whose first key is a
+	 * string (fixstr 0xa0-0xbf, str8/16/32 0xd9-0xdb). A PNG starts with 0x89 'P': a
+	 * fixmap whose first key would be an integer, so the two never meet. */
+	if (len < 1) return 0;
+	size_t k = (buf[0] & 0xf0) == 0x80 ? 1 : buf[0] == 0xde ? 3 : buf[0] == 0xdf ? 5 : 0;
+	if (!k) return 0;
+	if (len <= k) return 1;   /* too short to tell: let the stream reader report it */
+	return (buf[k] & 0xe0) == 0xa0 || (buf[k] >= 0xd9 && buf[k] <= 0xdb);
 }
 
 int image_read_mem(const unsigned char *buf, size_t len, int fmt, Image *im, char *err, size_t errlen)

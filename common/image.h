@@ -83,7 +83,8 @@ void imgin_open(ImgIn *in, const char *path);
 int imgin_next(ImgIn *in, ImgBlock *b);
 void imgin_close(ImgIn *in);
 
-/* Does this file start like an image stream (a msgpack map)? (for --format auto) */
+/* Do these first bytes (8 suffice) start like a stream (a msgpack map with a string
+ * key)? (for --format auto) */
 int image_sniff_stream(const unsigned char *buf, size_t len);
 
 #endif
