@@ -168,6 +168,10 @@ static int macenko_core(Macenko *m, const uint8_t *px, long n, double *c)
 	double w[3], v[3][3];
 	sym3_eig(cov, w, v);
 	if (!(w[2] > 1e-12) || !isfinite(w[2])) return STAIN_DEGENERATE;
+	/* one stain only: the second direction holds less than 1/1000 of the variance of
+	 * the first (8-bit rounding and noise), and any "second stain vector" would be
+	 * noise. H&E and IHC images have ratios of 0.004 to 0.1. */
+	if (!(w[1] > STAIN_MIN_EIG_RATIO * w[2])) return STAIN_DEGENERATE;
 	/* e1 = eigenvector of the second largest eigenvalue, e2 = of the largest. The sign
 	 * of e2 is chosen so that its components sum to >= 0: OD vectors project positively
 	 * and the angles below stay inside (0, pi), without a wrap at +-pi. The sign of e1

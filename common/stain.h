@@ -18,6 +18,8 @@ enum {
 };
 extern const char *stain_status_names[STAIN_COUNT];
 #define STAIN_MIN_PIXELS 16
+/* Macenko: a second eigenvalue below this fraction of the first means one stain */
+#define STAIN_MIN_EIG_RATIO 1e-3
 
 /* ---- optical density ---- */
 /* OD of an 8-bit intensity v under illumination io: -ln((v + 1) / io) */
