@@ -243,16 +243,16 @@ H5In *h5_open(const char *path)
 	}
 	if (dcpl >= 0) H5Pclose(dcpl);
 	H5Dclose(d);
-	/* Reopen with a chunk cache that holds one column of chunks (all genes), so
+	/* Reopen with a chunk cache that holds two columns of chunks (all genes), so
 	 * successive slices of samples decompress each chunk once. */
 	hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
 	if (f->chunk_g > 0) {
 		long rows = (f->ngenes + f->chunk_g - 1) / f->chunk_g;
-		double bytes = (double)f->chunk_g * (double)f->chunk_s * (double)tsz * (double)rows;
+		double bytes = 2.0 * (double)f->chunk_g * (double)f->chunk_s * (double)tsz * (double)rows;
 		double cap = 256.0 * 1024 * 1024;
 		if (bytes > cap) bytes = cap;
 		if (bytes < 1024.0 * 1024) bytes = 1024.0 * 1024;
-		H5Pset_chunk_cache(dapl, (size_t)next_prime(rows * 20 + 101), (size_t)bytes, H5D_CHUNK_CACHE_W0_DEFAULT);
+		H5Pset_chunk_cache(dapl, (size_t)next_prime(rows * 40 + 101), (size_t)bytes, H5D_CHUNK_CACHE_W0_DEFAULT);
 	}
 	f->dset = H5Dopen2(f->file, ds, dapl);
 	H5Pclose(dapl);
@@ -503,7 +503,9 @@ void h5_read_samples(H5In *f, const long *idx, long n, float *out)
 		while (k < n) {
 			long c = cp[k].col, prev = cp[k - 1].col;
 			if (c - s + 1 > wmax) break;
-			if (f->chunk_s > 0 ? c / f->chunk_s - prev / f->chunk_s > 1 : c - prev > 8) break;
+			/* one column of chunks per read: each chunk is decompressed once and
+			 * stays cached for the next read (the next slice may start in it) */
+			if (f->chunk_s > 0 ? c / f->chunk_s != s / f->chunk_s : c - prev > 8) break;
 			k++;
 		}
 		long w = cp[k - 1].col - s + 1;
