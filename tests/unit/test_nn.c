@@ -361,6 +361,53 @@ static void test_schedules(void)
 	CHECK("ganin lambda at p=1", fabsf(sched_lambda_ganin(1) - (float)(2 / (1 + exp(-10.0)) - 1)) < 1e-6f);
 }
 
+/* end to end: encoder (Linear, ReLU, BatchNorm, Dropout) + classifier head trained
+ * with Adam on three Gaussian blobs in 20 dimensions learns them */
+static void test_learns(void)
+{
+	enum { N = 300, F = 20, K = 3, Bt = 32 };
+	float *x = randv(N * F, 1), ctr[K][F];
+	int32_t y[N];
+	for (int k = 0; k < K; k++) for (int j = 0; j < F; j++) ctr[k][j] = (float)(1.5 * rng_normal(&R));
+	for (int i = 0; i < N; i++) {
+		y[i] = i % K;
+		for (int j = 0; j < F; j++) x[i * F + j] += ctr[y[i]][j];
+	}
+	MlpSpec se, sc;
+	mlp_spec_init(&se);
+	se.in = F; se.nlayers = 2; se.widths[0] = se.widths[1] = 32; se.norm = NORM_BATCH; se.dropout = 0.2f;
+	mlp_spec_init(&sc);
+	sc.in = 32; sc.nlayers = 2; sc.widths[0] = 16; sc.widths[1] = K; sc.head = 1;
+	Mlp *enc = mlp_new(&se, 5), *cls = mlp_new(&sc, 6);
+	Optim oe, oc;
+	optim_init(&oe, OPT_ADAM, mlp_nparams(enc));
+	optim_init(&oc, OPT_ADAM, mlp_nparams(cls));
+	oe.weight_decay = oc.weight_decay = 1e-4f;
+	float dl[Bt * K], dz[Bt * 32];
+	float first = 0, last = 0;
+	for (int step = 0; step < 150; step++) {
+		int off = (step * Bt) % (N - Bt);
+		mlp_zero_grad(enc);
+		mlp_zero_grad(cls);
+		const float *lg = mlp_forward(cls, mlp_forward(enc, x + off * F, Bt, 1), Bt, 1);
+		float l = softmax_xent(dl, NULL, NULL, lg, y + off, NULL, 0, Bt, K);
+		if (step == 0) first = l;
+		last = l;
+		mlp_backward(cls, dl, dz);
+		mlp_backward(enc, dz, NULL);
+		optim_step(&oe, mlp_params(enc), mlp_grads(enc), 1e-2f);
+		optim_step(&oc, mlp_params(cls), mlp_grads(cls), 1e-2f);
+	}
+	int nc = 0;
+	softmax_xent(NULL, NULL, &nc, mlp_forward(cls, mlp_forward(enc, x, N, 0), N, 0), y, NULL, 0, N, K);
+	char name[96];
+	snprintf(name, sizeof name, "mlp learns three blobs (loss %.3f -> %.3f, accuracy %.3f)", first, last, (double)nc / N);
+	CHECK(name, last < first && nc > 0.95 * N);
+	optim_free(&oe); optim_free(&oc);
+	mlp_free(enc); mlp_free(cls);
+	free(x);
+}
+
 int main(void)
 {
 	util_init("test_nn");
@@ -372,5 +419,6 @@ int main(void)
 	test_mlp();
 	test_optim();
 	test_schedules();
+	test_learns();
 	return check_status();
 }
