@@ -8,7 +8,8 @@
 # allocator (see tests/fuzz/fuzz.h: that is how a die() inside a reader returns to the
 # harness). Seeds come from tests/fuzz/corpus/<harness>/ (committed, read only); what
 # the fuzzer learns goes to tests/fuzz/corpus-work/<harness>/ (ignored by git), crash
-# inputs to $FUZZ_BUILD/crash-<harness>-*. Prints one line per harness:
+# inputs to $FUZZ_BUILD/crash-<harness>-*; tests/fuzz/<harness>.flags holds extra
+# libFuzzer flags for one harness, tests/fuzz/<harness>.dict its dictionary. Prints one line per harness:
 #   PASS fuzz_stream: 812345 runs in 60 s (13539/s), 0 crashes
 # Environment: FUZZ_BUILD (default build-fuzz), FUZZ_CC (default clang),
 # FUZZ_FLAGS (extra libFuzzer flags, e.g. "-jobs=2"), FUZZ_CFLAGS (extra compiler
@@ -68,12 +69,16 @@ for name in "$@"; do
 	dict=""
 	[ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
 	[ -z "$dict" ] && [ -f tests/fuzz/stream.dict ] && case "$name" in fuzz_stream | fuzz_datain) dict="-dict=tests/fuzz/stream.dict" ;; esac
+	flags=""
+	[ -f "tests/fuzz/$name.flags" ] && flags=$(grep -v '^#' "tests/fuzz/$name.flags")
 	log="$build/$name.log"
 	rm -f "$build"/crash-"$name"-*
 	# shellcheck disable=SC2086
-	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+	leaks=1
+	case "$flags" in *-detect_leaks=0*) leaks=0 ;; esac
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=$leaks} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
 	"$exe" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
-		-print_final_stats=1 -artifact_prefix="$build/crash-$name-" $dict ${FUZZ_FLAGS:-} \
+		-print_final_stats=1 -artifact_prefix="$build/crash-$name-" $dict $flags ${FUZZ_FLAGS:-} \
 		"$work" $seeds >"$log" 2>&1 && rc=0 || rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
