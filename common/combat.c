@@ -55,6 +55,9 @@ static void free_fit(Combat *c)
 	free(c->gamma_star);
 	free(c->delta_star);
 	free(c->adjust);
+	free(c->sd);
+	free(c->inv_sqrt_delta);
+	c->sd = c->inv_sqrt_delta = NULL;
 	c->iterations = NULL;
 	c->grand_mean = c->var_pooled = c->alpha = c->alpha_mean = NULL;
 	c->gamma_hat = c->delta_hat = c->gamma_star = c->delta_star = NULL;
@@ -169,6 +172,16 @@ static double var_of(const double *v, const uint8_t *use, int n)
 	double m = mean_of(v, use, n, &k), s = 0;
 	for (int i = 0; i < n; i++) if (use[i]) s += (v[i] - m) * (v[i] - m);
 	return k > 1 ? s / (k - 1) : NAN;
+}
+
+/* the factors combat_apply uses, from the fitted values */
+static void derive(Combat *c)
+{
+	const size_t G = (size_t)c->ngenes, B = (size_t)c->nbatch;
+	c->sd = xmallocarray(G + 1, sizeof(double));
+	c->inv_sqrt_delta = xmallocarray(B * G + 1, sizeof(double));
+	for (size_t g = 0; g < G; g++) c->sd[g] = sqrt(c->var_pooled[g]);
+	for (size_t i = 0; i < B * G; i++) c->inv_sqrt_delta[i] = 1 / sqrt(c->delta_star[i]);
 }
 
 int combat_finalize(Combat *c)
@@ -377,6 +390,7 @@ int combat_finalize(Combat *c)
 	free(lcol);
 	free(nb);
 	free(nl);
+	derive(c);
 	c->fitted = 1;
 	return unadjusted;
 }
@@ -389,21 +403,23 @@ void combat_apply(const Combat *c, float *x, int n, const int32_t *batch, const 
 		int b = batch[i], l = level ? level[i] : 0;
 		if (b < 0 || b >= c->nbatch) die("combat: sample %d: batch %d outside 0..%d", i, b, c->nbatch - 1);
 		if (l < -1 || l >= c->nlevel) die("combat: sample %d: covariate level %d outside 0..%d", i, l, c->nlevel - 1);
-		const double *gs = c->gamma_star + (size_t)b * G, *ds = c->delta_star + (size_t)b * G;
+		const double *gs = c->gamma_star + (size_t)b * G, *isd = c->inv_sqrt_delta + (size_t)b * G;
 		const double *al = l >= 0 ? c->alpha + (size_t)l * G : c->alpha_mean;
+		const double *gm = c->grand_mean, *sd = c->sd;
+		/* an empty batch or level has NaN parameters for every gene */
+		if (G > 0 && isnan(gs[0]))
+			die("combat: sample %d: batch %s had no samples in the fit", i,
+			    c->batches ? c->batches[b] : xasprintf("%d", b));
+		if (G > 0 && isnan(al[0]))
+			die("combat: sample %d: covariate level %s had no samples in the fit", i,
+			    c->levels ? c->levels[l] : xasprintf("%d", l));
 		float *row = x + (size_t)i * G;
 		for (size_t g = 0; g < G; g++) {
 			if (!c->adjust[g]) continue;
-			if (isnan(gs[g]))
-				die("combat: sample %d: batch %s had no samples in the fit", i,
-				    c->batches ? c->batches[b] : xasprintf("%d", b));
-			if (isnan(al[g]))
-				die("combat: sample %d: covariate level %s had no samples in the fit", i,
-				    c->levels ? c->levels[l] : xasprintf("%d", l));
 			/* bayesdata <- ((s.data - gamma.star) / sqrt(delta.star)) * sqrt(var.pooled) + stand.mean */
-			double sm = c->grand_mean[g] + al[g], sd = sqrt(c->var_pooled[g]);
-			double s = ((double)row[g] - sm) / sd;
-			row[g] = (float)((s - gs[g]) / sqrt(ds[g]) * sd + sm);
+			double sm = gm[g] + al[g];
+			double s = ((double)row[g] - sm) / sd[g];
+			row[g] = (float)((s - gs[g]) * isd[g] * sd[g] + sm);
 		}
 	}
 }
@@ -539,6 +555,7 @@ void combat_from_object(Combat *c, const SReader *r, const msgpack_object *o)
 		if (c->adjust[g] && !(c->var_pooled[g] > 0))
 			sr_fail(r, "combat: gene %s: adjusted with var_pooled %g", c->genes[g], c->var_pooled[g]);
 	c->iterations = xcalloc((size_t)B, sizeof(int));
+	derive(c);
 	c->fitted = 1;
 }
 

@@ -48,6 +48,8 @@ typedef struct {
 	double *gamma_hat, *delta_hat;    /* (nbatch, G) */
 	double *gamma_star, *delta_star;  /* (nbatch, G) */
 	uint8_t *adjust;        /* (G) 1: adjusted, 0: left as is (uniform within a batch) */
+	double *sd;             /* (G) sqrt(var_pooled), derived */
+	double *inv_sqrt_delta; /* (nbatch, G) 1 / sqrt(delta_star), derived */
 } Combat;
 
 /* names may be NULL (then "0", "1", ... are used when saving) */
