@@ -402,6 +402,30 @@ static void test_gp(void)
 			mlp_free(m);
 		}
 	}
+	{
+		/* the penalty has its own buffers: calling it between a forward and its
+		 * backward leaves the backward unchanged */
+		MlpSpec s;
+		mlp_spec_init(&s);
+		s.in = 4; s.nlayers = 3; s.widths[0] = 5; s.widths[1] = 3; s.widths[2] = 1; s.head = 1;
+		s.act = ACT_LEAKY_RELU;
+		Mlp *m = mlp_new(&s, 9);
+		float *x = randv(6 * 4, 1), *xh = randv(6 * 4, 1), *d = randv(6, 1);
+		size_t np = mlp_nparams(m);
+		float *g1 = xmallocarray(np, sizeof(float));
+		mlp_zero_grad(m);
+		mlp_forward(m, x, 6, 1);
+		mlp_backward(m, d, NULL);
+		mlp_gradient_penalty(m, xh, 6, 10);
+		memcpy(g1, mlp_grads(m), np * sizeof(float));
+		mlp_zero_grad(m);
+		mlp_forward(m, x, 6, 1);
+		mlp_gradient_penalty(m, xh, 6, 10);
+		mlp_backward(m, d, NULL);
+		check_close("gradient_penalty between forward and backward", mlp_grads(m), g1, (long)np, 1e-7, 1e-6);
+		free(x); free(xh); free(d); free(g1);
+		mlp_free(m);
+	}
 	/* not a plain critic: NAN */
 	MlpSpec s;
 	mlp_spec_init(&s);
