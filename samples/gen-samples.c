@@ -39,8 +39,8 @@
 #define MARK_HI 1.5
 #define MARK_PCT 8   /* markers per class, percent of the marker pool */
 #define PROG_SD 0.5 /* program loading sd, log2 */
-#define SERIES_SD 0.15 /* ARCHS4-like series effect sd, log2 */
-#define GTEX_TAU 2.0  /* GTEx-like gene-wise shift sd, log2 */
+#define SERIES_SD 0.075 /* ARCHS4-like series effect sd, log2 */
+#define GTEX_TAU 1.0  /* GTEx-like gene-wise shift sd, log2 */
 #define GTEX_FRAC 0.8 /* GTEx-like fraction of genes with a batch effect */
 
 /* The 16 organ classes that TCGA projects and GTEx tissues both map to
@@ -664,14 +664,14 @@ int main(int argc, char **argv)
 	/* cohort parameters (documented in samples/README.md); TCGA-like is the
 	 * reference measurement: no gene-wise batch effect, no curve */
 	Cohort tcga = { .name = "tcga", .n = ntcga, .w = W_TCGA, .rng_stream = 10,
-		.tau = 0, .rho = 0, .frac = 0, .q_mean = 0, .q_sd = 0.3,
+		.tau = 0, .rho = 0, .frac = 0, .q_mean = 0, .q_sd = 0.15,
 		.kappa = 0, .knee = 6, .miss = 0.01 };
 	Cohort archs4 = { .name = "archs4", .n = narchs4, .w = W_ARCHS4, .rng_stream = 20,
-		.tau = 0.8, .rho = 0.25, .frac = 0.6, .q_mean = 0.5, .q_sd = 0.5,
-		.kappa = -0.3, .knee = 5, .miss = 0.03 };
+		.tau = 0.4, .rho = 0.125, .frac = 0.6, .q_mean = 0.25, .q_sd = 0.25,
+		.kappa = -0.15, .knee = 5, .miss = 0.03 };
 	Cohort gtex = { .name = "gtex", .n = ngtex, .w = W_GTEX, .rng_stream = 30,
-		.tau = GTEX_TAU, .rho = 0.3, .frac = GTEX_FRAC, .q_mean = 1.0, .q_sd = 0.7,
-		.kappa = 0.4, .knee = 4, .miss = 0.005 };
+		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = 0.35,
+		.kappa = 0.2, .knee = 4, .miss = 0.005 };
 	build_cohort(&m, &tcga, seed);
 	build_cohort(&m, &archs4, seed);
 	build_cohort(&m, &gtex, seed);
