@@ -204,11 +204,24 @@ double cpm_row(float *x, int g)
 	return lib;
 }
 
+/* log2f(k + 1) for the small integers of count tables, the same values as log2f */
+#define LOG2_TAB 65536
+static float *log2_tab;
+
 long log2p1(float *x, long n)
 {
+	if (!log2_tab) {
+		float *t = xmallocarray(LOG2_TAB, sizeof(float));
+		for (int k = 0; k < LOG2_TAB; k++) t[k] = log2f((float)k + 1.0f);
+		log2_tab = t;
+	}
 	long bad = -1;
 	for (long i = 0; i < n; i++) {
 		float v = x[i];
+		if (v >= 0.0f && v < (float)LOG2_TAB) {
+			int k = (int)v;
+			if ((float)k == v) { x[i] = log2_tab[k]; continue; }
+		}
 		if (v <= -1.0f && bad < 0) bad = i;
 		x[i] = log2f(v + 1.0f);
 	}

@@ -1,5 +1,6 @@
 /* table.c: see table.h. */
 #include "table.h"
+#include "h5.h"
 #include "util.h"
 
 #include <csv.h>
@@ -165,57 +166,62 @@ static const double pow10tab[23] = {
 static int is_missing_word(const char *s, size_t n)
 {
 	if (n == 0) return 1;
-	if (n == 2 && (s[0] == 'N' || s[0] == 'n') && (s[1] == 'A' || s[1] == 'a')) return 1;
-	if (n == 3 && strncasecmp(s, "nan", 3) == 0) return 1;
-	if (n == 3 && strncasecmp(s, "n/a", 3) == 0) return 1;
-	if (n == 4 && strncasecmp(s, "null", 4) == 0) return 1;
-	return 0;
+	if (n > 4) return 0;
+	char c = s[0] | 0x20;
+	if (c != 'n') return 0;
+	if (n == 2) return (s[1] | 0x20) == 'a';
+	if (n == 3) return ((s[1] | 0x20) == 'a' && (s[2] | 0x20) == 'n') || (s[1] == '/' && (s[2] | 0x20) == 'a');
+	return strncasecmp(s, "null", 4) == 0;
 }
+
+static inline __attribute__((always_inline)) const char *num_fast(const char *s, const char *end, double *out)
+{
+	const char *p = s;
+	int neg = 0;
+	if (p < end && (*p == '-' || *p == '+')) { neg = *p == '-'; p++; }
+	uint64_t m = 0;
+	int nd = 0, e = 0;
+	const char *d0 = p;
+	while (p < end && (unsigned)(*p - '0') < 10) {
+		if (nd < 19) { m = m * 10 + (uint64_t)(*p - '0'); nd += m != 0; } else e++;
+		p++;
+	}
+	int any = p > d0;
+	if (p < end && *p == '.') {
+		p++;
+		const char *f0 = p;
+		while (p < end && (unsigned)(*p - '0') < 10) {
+			if (nd < 19) { m = m * 10 + (uint64_t)(*p - '0'); nd += m != 0; e--; }
+			p++;
+		}
+		any |= p > f0;
+	}
+	if (!any) return NULL;
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		int eneg = 0, x = 0;
+		if (p < end && (*p == '-' || *p == '+')) { eneg = *p == '-'; p++; }
+		const char *e0 = p;
+		while (p < end && (unsigned)(*p - '0') < 10) { if (x < 100000) x = x * 10 + (*p - '0'); p++; }
+		if (p == e0) return NULL;
+		e += eneg ? -x : x;
+	}
+	if (m >= (1ULL << 53) || e < -22 || e > 22) return NULL;
+	/* m and 10^|e| are exact doubles: one correctly rounded operation */
+	double v = (double)m;
+	v = e < 0 ? v / pow10tab[-e] : v * pow10tab[e];
+	*out = neg ? -v : v;
+	return p;
+}
+
+const char *parse_num_fast(const char *s, const char *end, double *out) { return num_fast(s, end, out); }
 
 int parse_cell(const char *s, size_t n, double *out)
 {
 	while (n && s[0] == ' ') { s++; n--; }
 	while (n && s[n - 1] == ' ') n--;
+	if (num_fast(s, s + n, out) == s + n && n) return 0;
 	if (is_missing_word(s, n)) return 1;
-	/* fast path: [sign] digits [. digits] [e [sign] digits], up to 19 significant digits */
-	size_t i = 0;
-	int neg = 0;
-	if (s[i] == '-' || s[i] == '+') { neg = s[i] == '-'; i++; }
-	uint64_t m = 0;
-	int nd = 0, frac = 0, any = 0;
-	while (i < n && s[i] >= '0' && s[i] <= '9') {
-		if (nd < 19) { m = m * 10 + (uint64_t)(s[i] - '0'); if (m) nd++; } else frac--;
-		i++; any = 1;
-	}
-	if (i < n && s[i] == '.') {
-		i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			if (nd < 19) { m = m * 10 + (uint64_t)(s[i] - '0'); if (m) nd++; frac++; }
-			i++; any = 1;
-		}
-	}
-	if (!any) goto slow;
-	int e = 0;
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		int eneg = 0, ed = 0;
-		if (i < n && (s[i] == '-' || s[i] == '+')) { eneg = s[i] == '-'; i++; }
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			if (e < 10000) e = e * 10 + (s[i] - '0');
-			i++; ed++;
-		}
-		if (!ed) return -1;
-		if (eneg) e = -e;
-	}
-	if (i != n) goto slow;
-	e -= frac;
-	if (m < (1ULL << 53) && e >= -22 && e <= 22) {
-		double v = (double)m;
-		v = e < 0 ? v / pow10tab[-e] : v * pow10tab[e];
-		*out = neg ? -v : v;
-		return 0;
-	}
-slow:;
 	char tmp[64];
 	char *heap = NULL, *p = tmp;
 	if (n >= sizeof tmp) p = heap = xmalloc(n + 1);
@@ -316,7 +322,25 @@ static int slow_finish(CsvIn *c)
 	return 1;
 }
 
-int csv_in_next(CsvIn *c)
+void csv_split(CsvIn *c, char *line, size_t len)
+{
+	c->nf = 0;
+	char *p = line, *end = line + len;
+	for (;;) {
+		char *q = memchr(p, c->delim, (size_t)(end - p));
+		char *fe = q ? q : end;
+		char *fs = p;
+		while (fs < fe && *fs == ' ') fs++;
+		char *ft = fe;
+		while (ft > fs && ft[-1] == ' ') ft--;
+		*ft = 0;
+		push_field(c, fs, (size_t)(ft - fs));
+		if (!q) break;
+		p = q + 1;
+	}
+}
+
+static int next_record(CsvIn *c, char **rawline, size_t *rawlen)
 {
 	int slow = 0;
 	for (;;) {
@@ -333,26 +357,19 @@ int csv_in_next(CsvIn *c)
 		c->line++;
 		if (c->line == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) { line += 3; len -= 3; }
 		if (len && line[len - 1] == '\r') line[--len] = 0;
+		if (memchr(line, 0, len))
+			die("%s:%ld: a NUL byte in the text (binary data, not a text table?)", c->in.name, c->line);
 		if (!slow) {
 			if (len == 0) continue;
 			if (!c->delim) c->delim = csv_detect_delim(line, len);
 			c->rec_line = c->line;
 			if (!memchr(line, '"', len)) {
-				/* fast path: split in place */
-				c->nf = 0;
-				char *p = line, *end = line + len;
-				for (;;) {
-					char *q = memchr(p, c->delim, (size_t)(end - p));
-					char *fe = q ? q : end;
-					char *fs = p;
-					while (fs < fe && *fs == ' ') fs++;
-					char *ft = fe;
-					while (ft > fs && ft[-1] == ' ') ft--;
-					*ft = 0;
-					push_field(c, fs, (size_t)(ft - fs));
-					if (!q) break;
-					p = q + 1;
+				if (rawline) {
+					*rawline = line;
+					*rawlen = len;
+					return 2;
 				}
+				csv_split(c, line, len);
 				return 1;
 			}
 			slow = 1;
@@ -364,6 +381,9 @@ int csv_in_next(CsvIn *c)
 		if (c->got) return slow_finish(c);
 	}
 }
+
+int csv_in_next(CsvIn *c) { return next_record(c, NULL, NULL); }
+int csv_in_next_raw(CsvIn *c, char **line, size_t *len) { return next_record(c, line, len); }
 
 void csv_in_close(CsvIn *c)
 {
@@ -383,10 +403,11 @@ static void rows_reserve(Table *t, int n)
 	if (n <= t->cap) return;
 	t->ids = xrealloc(t->ids, sizeof(char *) * (size_t)n);
 	t->labels = xrealloc(t->labels, sizeof(char *) * (size_t)n);
+	t->batches = xrealloc(t->batches, sizeof(char *) * (size_t)n);
 	t->domains = xrealloc(t->domains, sizeof(char *) * (size_t)n);
 	t->lines = xrealloc(t->lines, sizeof(long) * (size_t)n);
 	t->x = xrealloc(t->x, sizeof(float) * (size_t)n * (size_t)(t->ngenes ? t->ngenes : 1));
-	for (int i = t->cap; i < n; i++) { t->ids[i] = NULL; t->labels[i] = NULL; }
+	for (int i = t->cap; i < n; i++) { t->ids[i] = NULL; t->labels[i] = NULL; t->batches[i] = NULL; }
 	t->cap = n;
 }
 
@@ -395,13 +416,24 @@ static void rows_clear(Table *t)
 	for (int i = 0; i < t->n; i++) {
 		free(t->ids[i]); t->ids[i] = NULL;
 		free(t->labels[i]); t->labels[i] = NULL;
+		free(t->batches[i]); t->batches[i] = NULL;
 	}
 	t->n = 0;
 }
 
 static char *label_dup(const char *s, size_t n)
 {
+	while (n && *s == ' ') { s++; n--; }
+	while (n && s[n - 1] == ' ') n--;
 	if (is_missing_word(s, n)) return NULL;
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+static char *sdup(const char *s, size_t n)
+{
 	char *p = xmalloc(n + 1);
 	memcpy(p, s, n);
 	p[n] = 0;
@@ -424,6 +456,10 @@ static void cell(const Table *t, long line, int col, const char *colname, const 
 		die("%s:%ld: column %d (%s): missing value '%s' (use --missing mean to fill)", t->name, line, col + 1, colname, s);
 	}
 	if (r == 2) die("%s:%ld: column %d (%s): '%s' is not a finite number", t->name, line, col + 1, colname, s);
+	/* text in the first data row: most likely a whole column of metadata */
+	if (line == t->first_line && t->format != TF_GCT)
+		die("%s:%ld: column %d (%s): '%s' is not a number (a metadata column? use --ignore-column %s)",
+		    t->name, line, col + 1, colname, s, colname);
 	die("%s:%ld: column %d (%s): '%s' is not a number", t->name, line, col + 1, colname, s);
 }
 
@@ -434,13 +470,7 @@ static void check_width(const Table *t, CsvIn *c)
 		die("%s:%ld: %d fields, expected %d (as in the header line)", t->name, c->rec_line, c->nf, t->ncols);
 }
 
-static char *fdup(const CsvIn *c, int i)
-{
-	char *p = xmalloc(c->fl[i] + 1);
-	memcpy(p, c->f[i], c->fl[i]);
-	p[c->fl[i]] = 0;
-	return p;
-}
+static char *fdup(const CsvIn *c, int i) { return sdup(c->f[i], c->fl[i]); }
 
 static void open_stream(Table *t)
 {
@@ -470,32 +500,133 @@ static void open_stream(Table *t)
 	t->blk_pos = 0;
 }
 
+/* mark the --ignore-column columns (from index first on); unknown names are reported */
+static void mark_ignored(Table *t, int first)
+{
+	t->skip = xcalloc((size_t)t->ncols + 1, 1);
+	for (int k = 0; k < t->o.nignore; k++) {
+		int found = 0;
+		for (int i = first; i < t->ncols; i++)
+			if (strcmp(t->colnames[i], t->o.ignore_columns[k]) == 0) { t->skip[i] = 1; found = 1; }
+		if (!found) info("%s: no column named '%s' (--ignore-column)", t->name, t->o.ignore_columns[k]);
+	}
+}
+
 /* read a genes-as-rows table (or GCT) whole; first is the index of the first value column */
 static void load_whole(Table *t, int first, int idcol)
 {
 	CsvIn *c = &t->csv;
-	t->nsamples = t->ncols - first;
+	mark_ignored(t, first);
+	t->gcol = xmallocarray((size_t)t->ncols + 1, sizeof(int));   /* field of sample i */
+	t->nsamples = 0;
+	for (int i = first; i < t->ncols; i++) if (!t->skip[i]) t->gcol[t->nsamples++] = i;
+	if (t->nsamples == 0) die("%s: no sample columns (all ignored)", t->name);
 	t->samples = xmallocarray((size_t)t->nsamples + 1, sizeof(char *));
-	for (int i = 0; i < t->nsamples; i++) t->samples[i] = xstrdup(t->colnames[first + i]);
+	for (int i = 0; i < t->nsamples; i++) t->samples[i] = xstrdup(t->colnames[t->gcol[i]]);
 	size_t gcap = 1024;
 	t->genes = xmallocarray(gcap, sizeof(char *));
-	t->wx = xmallocarray(gcap, sizeof(float) * (size_t)(t->nsamples ? t->nsamples : 1));
+	t->wx = xmallocarray(gcap, sizeof(float) * (size_t)t->nsamples);
 	t->ngenes = 0;
 	while (csv_in_next(c)) {
 		check_width(t, c);
+		if (!t->first_line) t->first_line = c->rec_line;
 		if ((size_t)t->ngenes == gcap) {
 			gcap *= 2;
 			t->genes = xrealloc(t->genes, gcap * sizeof(char *));
-			t->wx = xrealloc(t->wx, gcap * sizeof(float) * (size_t)(t->nsamples ? t->nsamples : 1));
+			t->wx = xrealloc(t->wx, gcap * sizeof(float) * (size_t)t->nsamples);
 		}
 		float *row = t->wx + (size_t)t->ngenes * (size_t)t->nsamples;
-		for (int i = 0; i < t->nsamples; i++)
-			cell(t, c->rec_line, first + i, t->samples[i], c->f[first + i], c->fl[first + i], &row[i]);
+		for (int i = 0; i < t->nsamples; i++) {
+			int col = t->gcol[i];
+			cell(t, c->rec_line, col, t->samples[i], c->f[col], c->fl[col], &row[i]);
+		}
 		t->genes[t->ngenes++] = fdup(c, idcol);
 	}
 	if (t->ngenes == 0) die("%s: no data rows (header only)", t->name);
 	t->whole = 1;
 	t->next = 0;
+}
+
+static int find_col(const Table *t, const char *name, const char *opt)
+{
+	for (int i = 1; i < t->ncols; i++)
+		if (strcmp(t->colnames[i], name) == 0) return i;
+	die("%s: no column named '%s' (%s)", t->name, name, opt);
+}
+
+/* ---- HDF5 (ARCHS4) ---- */
+
+static int is_hdf5(const ByteIn *b, size_t avail)
+{
+	return avail >= 8 && memcmp(b->buf + b->pos, "\x89HDF\r\n\x1a\n", 8) == 0;
+}
+
+/* a and b ascending; the common elements into a, returns their number */
+static long intersect(long *a, long na, const long *b, long nb)
+{
+	long i = 0, j = 0, k = 0;
+	while (i < na && j < nb) {
+		if (a[i] < b[j]) i++;
+		else if (a[i] > b[j]) j++;
+		else { a[k++] = a[i]; i++; j++; }
+	}
+	return k;
+}
+
+static void open_h5(Table *t, const char *path)
+{
+	const TableOpts *o = &t->o;
+	if (strcmp(path, "-") == 0) die("<stdin>: HDF5 input must be a file (it is read by random access)");
+	csv_in_close(&t->csv);
+	if (!h5_available()) die("%s: this build has no HDF5 support (rebuild with libhdf5-dev installed)", t->name);
+	H5In *f = h5_open(path);
+	t->h5 = f;
+	char *const *g = h5_genes(f, o->h5_gene_ensembl ? H5_GENE_ENSEMBL : H5_GENE_SYMBOL);
+	if (!g) die("%s: no %s gene ids under meta/genes (try --gene-id %s)", t->name,
+	            o->h5_gene_ensembl ? "Ensembl" : "symbol", o->h5_gene_ensembl ? "symbol" : "ensembl");
+	long ng = h5_ngenes(f), ns = h5_nsamples(f);
+	if (ng > (1L << 30)) die("%s: %ld genes: too many", t->name, ng);
+	t->ngenes = (int)ng;
+	t->genes = xmallocarray((size_t)t->ngenes + 1, sizeof(char *));
+	for (int i = 0; i < t->ngenes; i++) t->genes[i] = xstrdup(g[i] ? g[i] : "");
+	/* the selection: ids, then every --where (all must hold) */
+	long *idx = NULL, n = -1;
+	if (o->h5_ids) {
+		long missing = 0;
+		n = h5_select_ids(f, NULL, o->h5_ids, o->h5_nids, &idx, &missing, 1);
+		if (missing) info("%s: %ld of %ld sample ids not found", t->name, missing, o->h5_nids);
+	}
+	for (int k = 0; k < o->h5_nwhere; k++) {
+		const char *w = o->h5_where[k];
+		size_t fl = strcspn(w, "=~");
+		char *field = sdup(w, fl);
+		long *sel;
+		long m = h5_select_match(f, field, w + fl + 1, w[fl] == '=', &sel);
+		free(field);
+		if (n < 0) { idx = sel; n = m; }
+		else { n = intersect(idx, n, sel, m); free(sel); }
+	}
+	if (n < 0) {
+		n = ns;
+		idx = xmallocarray((size_t)n + 1, sizeof(long));
+		for (long i = 0; i < n; i++) idx[i] = i;
+	}
+	if (n == 0) die("%s: no sample matches the selection (--samples-file/--where)", t->name);
+	t->h5_idx = idx;
+	t->h5_n = n;
+	t->h5_next = 0;
+	t->h5_sid = h5_has_meta(f, "geo_accession") ? h5_meta(f, "geo_accession") : NULL;
+	if (o->h5_label_field) {
+		t->h5_lab = xmallocarray((size_t)n + 1, sizeof(char *));
+		h5_labels(f, o->h5_label_field, idx, n, t->h5_lab);
+	}
+	if (o->h5_batch_field) {
+		t->h5_bat = xmallocarray((size_t)n + 1, sizeof(char *));
+		h5_labels(f, o->h5_batch_field, idx, n, t->h5_bat);
+	}
+	char b1[32];
+	snprintf(b1, sizeof b1, "%ld", ns);
+	info("%s: %ld of %s samples selected, %d genes", t->name, n, b1, t->ngenes);
 }
 
 void table_open(Table *t, const char *path, const TableOpts *o)
@@ -506,22 +637,32 @@ void table_open(Table *t, const char *path, const TableOpts *o)
 	t->path = xstrdup(path);
 	t->name = strcmp(path, "-") == 0 ? "<stdin>" : t->path;
 	t->label_col = -1;
+	t->batch_col = -1;
 	CsvIn *c = &t->csv;
 	int delim = o->delim;
 	if (!delim && o->format == TF_TSV) delim = '\t';
 	if (!delim && o->format == TF_CSV) delim = ',';
 	if (o->format == TF_GCT) delim = '\t';
 	csv_in_open(c, path, delim);
-	size_t avail = bi_fill(&c->in, 4);
+	size_t avail = bi_fill(&c->in, 8);
 	if (avail == 0 && o->format != TF_STREAM) die("%s: empty file", t->name);
 	unsigned char b0 = avail ? (unsigned char)c->in.buf[c->in.pos] : 0;
 	TableFormat f = o->format;
 	if (f == TF_AUTO) {
-		if ((b0 >= 0x80 && b0 <= 0x8f) || b0 == 0xde || b0 == 0xdf) f = TF_STREAM;
+		if (is_hdf5(&c->in, avail)) f = TF_HDF5;
+		else if ((b0 >= 0x80 && b0 <= 0x8f) || b0 == 0xde || b0 == 0xdf) f = TF_STREAM;
 		else if (avail >= 2 && c->in.buf[c->in.pos] == '#' && c->in.buf[c->in.pos + 1] == '1') f = TF_GCT;
 		else f = TF_CSV;
 	}
 	t->format = f;
+	if (f != TF_HDF5 && (o->h5_ids || o->h5_nwhere || o->h5_label_field || o->h5_batch_field))
+		usage_error("%s: --samples-file, --where, --label-field and --batch-field need an HDF5 input", t->name);
+	if (f == TF_HDF5) {
+		if (!is_hdf5(&c->in, avail)) die("%s: not an HDF5 file (no HDF5 signature)", t->name);
+		if (o->label_column) usage_error("--label-column with an HDF5 input: use --label-field FIELD");
+		open_h5(t, path);
+		return;
+	}
 	if (f == TF_STREAM) {
 		if (o->label_column) usage_error("--label-column with a stream input: labels come from the stream");
 		open_stream(t);
@@ -565,19 +706,83 @@ void table_open(Table *t, const char *path, const TableOpts *o)
 		load_whole(t, 1, 0);
 		return;
 	}
-	if (o->label_column) {
-		for (int i = 1; i < t->ncols; i++)
-			if (strcmp(t->colnames[i], o->label_column) == 0) { t->label_col = i; break; }
-		if (t->label_col < 0) die("%s: no column named '%s' (--label-column)", t->name, o->label_column);
-	}
-	t->ngenes = t->ncols - 1 - (t->label_col >= 0);
-	t->genes = xmallocarray((size_t)t->ngenes + 1, sizeof(char *));
-	t->gcol = xmallocarray((size_t)t->ngenes + 1, sizeof(int));
-	for (int i = 1, j = 0; i < t->ncols; i++) {
-		if (i == t->label_col) continue;
+	mark_ignored(t, 1);
+	if (o->label_column) t->label_col = find_col(t, o->label_column, "--label-column");
+	if (o->batch_column) t->batch_col = find_col(t, o->batch_column, "batch column");
+	t->colgene = xmallocarray((size_t)t->ncols + 1, sizeof(int));
+	t->genes = xmallocarray((size_t)t->ncols + 1, sizeof(char *));
+	t->gcol = xmallocarray((size_t)t->ncols + 1, sizeof(int));
+	t->colgene[0] = -1;
+	int j = 0;
+	for (int i = 1; i < t->ncols; i++) {
+		if (i == t->label_col) { t->colgene[i] = -2; continue; }
+		if (i == t->batch_col) { t->colgene[i] = -3; continue; }
+		if (t->skip[i]) { t->colgene[i] = -4; continue; }
+		t->colgene[i] = j;
 		t->genes[j] = xstrdup(t->colnames[i]);
 		t->gcol[j++] = i;
 	}
+	t->ngenes = j;
+	if (t->ngenes == 0) die("%s: no gene columns (all are the id, label or ignored columns)", t->name);
+}
+
+/* One unquoted samples-as-rows line parsed in place of splitting it: numbers straight
+ * from the text. Returns 0 when anything is unusual (a field count that differs, a
+ * cell that is not a plain number); the caller then splits the line and reports. */
+static int fast_row(Table *t, int k, const char *line, size_t len)
+{
+	const char *p = line, *end = line + len;
+	const int delim = t->csv.delim, ncols = t->ncols;
+	const int *cg = t->colgene;
+	float *row = t->x + (size_t)k * t->ngenes;
+	const char *fs[3] = { 0 };
+	size_t fn[3] = { 0 };
+	int col = 0;
+	for (;;) {
+		int g = cg[col];
+		if (g >= 0) {
+			/* the common case first: a plain integer (the line ends with a NUL) */
+			const char *q = p;
+			uint64_t m = 0;
+			while ((unsigned)(*q - '0') < 10) { m = m * 10 + (uint64_t)(*q - '0'); q++; }
+			if (q > p && q - p <= 15 && (q == end || *q == delim)) {
+				row[g] = (float)m;
+				p = q;
+				goto next;
+			}
+			while (p < end && *p == ' ') p++;
+			double v;
+			const char *e = num_fast(p, end, &v);
+			if (!e) return 0;
+			while (e < end && *e == ' ') e++;
+			if (e < end && *e != delim) return 0;
+			row[g] = (float)v;
+			p = e;
+		} else {
+			const char *e = memchr(p, delim, (size_t)(end - p));
+			if (!e) e = end;
+			if (g >= -3) { fs[-g - 1] = p; fn[-g - 1] = (size_t)(e - p); }
+			p = e;
+		}
+	next:
+		col++;
+		if (p == end) break;
+		p++;                        /* the delimiter */
+		if (col == ncols) {
+			if (p == end) break;    /* one trailing delimiter */
+			return 0;
+		}
+	}
+	if (col != ncols) return 0;
+	/* fields: 0 id, 1 label, 2 batch */
+	const char *s = fs[0];
+	size_t n = fn[0];
+	while (n && *s == ' ') { s++; n--; }
+	while (n && s[n - 1] == ' ') n--;
+	t->ids[k] = sdup(s, n);
+	t->labels[k] = t->label_col >= 0 ? label_dup(fs[1], fn[1]) : NULL;
+	t->batches[k] = t->batch_col >= 0 ? label_dup(fs[2], fn[2]) : NULL;
+	return 1;
 }
 
 int table_read(Table *t)
@@ -604,6 +809,24 @@ int table_read(Table *t)
 		t->rows += t->n;
 		return t->n;
 	}
+	if (t->format == TF_HDF5) {
+		long n = t->h5_n - t->h5_next;
+		if (n > want) n = want;
+		if (n <= 0) return 0;
+		h5_read_samples(t->h5, t->h5_idx + t->h5_next, n, t->x);
+		for (long i = 0; i < n; i++) {
+			long s = t->h5_idx[t->h5_next + i];
+			t->ids[i] = t->h5_sid ? xstrdup(t->h5_sid[s]) : xasprintf("sample%ld", s);
+			t->labels[i] = t->h5_lab && t->h5_lab[t->h5_next + i] ? label_dup(t->h5_lab[t->h5_next + i], strlen(t->h5_lab[t->h5_next + i])) : NULL;
+			t->batches[i] = t->h5_bat && t->h5_bat[t->h5_next + i] ? label_dup(t->h5_bat[t->h5_next + i], strlen(t->h5_bat[t->h5_next + i])) : NULL;
+			t->domains[i] = NULL;
+			t->lines[i] = 0;
+		}
+		t->h5_next += n;
+		t->n = (int)n;
+		t->rows += n;
+		return t->n;
+	}
 	if (t->whole) {
 		while (t->n < want && t->next < t->nsamples) {
 			int s = t->next++;
@@ -619,18 +842,26 @@ int table_read(Table *t)
 		return t->n;
 	}
 	CsvIn *c = &t->csv;
-	while (t->n < want && csv_in_next(c)) {
-		check_width(t, c);
-		int k = t->n++;
-		t->ids[k] = fdup(c, 0);
-		t->labels[k] = t->label_col >= 0 ? label_dup(c->f[t->label_col], c->fl[t->label_col]) : NULL;
+	char *line;
+	size_t len;
+	int r;
+	while (t->n < want && (r = csv_in_next_raw(c, &line, &len))) {
+		int k = t->n;
+		if (!t->first_line) t->first_line = c->rec_line;
 		t->domains[k] = NULL;
 		t->lines[k] = c->rec_line;
+		if (r == 2 && fast_row(t, k, line, len)) { t->n++; continue; }
+		if (r == 2) csv_split(c, line, len);
+		check_width(t, c);
+		t->ids[k] = fdup(c, 0);
+		t->labels[k] = t->label_col >= 0 ? label_dup(c->f[t->label_col], c->fl[t->label_col]) : NULL;
+		t->batches[k] = t->batch_col >= 0 ? label_dup(c->f[t->batch_col], c->fl[t->batch_col]) : NULL;
 		float *row = t->x + (size_t)k * t->ngenes;
 		for (int g = 0; g < t->ngenes; g++) {
 			int col = t->gcol[g];
 			cell(t, c->rec_line, col, t->genes[g], c->f[col], c->fl[col], &row[g]);
 		}
+		t->n++;
 	}
 	if (t->n == 0 && t->rows == 0) die("%s: no data rows (header only)", t->name);
 	t->rows += t->n;
@@ -650,14 +881,19 @@ void table_close(Table *t)
 	if (t->format == TF_STREAM) {
 		block_free(&t->blk);
 		data_close(&t->din);
+	} else if (t->format == TF_HDF5) {
+		if (t->h5) h5_close(t->h5);
+		free(t->h5_idx);
+		free(t->h5_lab);
+		free(t->h5_bat);
 	} else {
 		csv_in_close(&t->csv);
 	}
 	free_strs(t->genes, t->ngenes);
 	free_strs(t->colnames, t->ncols);
 	free_strs(t->samples, t->nsamples);
-	free(t->gcol); free(t->wx);
-	free(t->ids); free(t->labels); free(t->domains); free(t->lines); free(t->x);
+	free(t->gcol); free(t->wx); free(t->skip); free(t->colgene);
+	free(t->ids); free(t->labels); free(t->batches); free(t->domains); free(t->lines); free(t->x);
 	free(t->path);
 	memset(t, 0, sizeof *t);
 }

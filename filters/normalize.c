@@ -42,6 +42,9 @@ static void usage(void)
 "                      (default with --labels: its second column)\n"
 "  --labels FILE       id->label table (CSV/TSV with a header line)\n"
 "  --id-column NAME    id column of --labels (default: its first column)\n"
+"  --ignore-column A,B metadata columns of the table (series, sex, age...) that are\n"
+"                      neither genes nor samples; repeatable (default: none). The id\n"
+"                      column, --label-column and --combat's batch column are never genes\n"
 "  --classes A,B,...   explicit class list and order (default: order of first appearance);\n"
 "                      a label outside it is an error. Empty and NA labels: unlabelled (-1)\n"
 "  --domain NAME       domain of the inputs; repeat to give one per input (default: each\n"
@@ -434,7 +437,8 @@ int main(int argc, char **argv)
 	util_init(argv[0]);
 	enum { O_FORMAT = 256, O_DELIM, O_GAR, O_GENEID, O_LABCOL, O_LABELS, O_IDCOL, O_CLASSES, O_DOMAIN,
 	       O_DUP, O_ICASE, O_MISSING, O_BLOCK, O_DROP, O_CPM, O_LOG2, O_QUANT, O_TOPV, O_Z, O_FIT,
-	       O_STATS, O_LIKE, O_GENES, O_FILL, O_MERGE, O_SHOW, O_ROWS, O_PROGRESS, O_QUIET, O_HELP };
+	       O_STATS, O_LIKE, O_GENES, O_FILL, O_MERGE, O_SHOW, O_ROWS, O_PROGRESS, O_QUIET, O_HELP,
+	       O_IGNORE };
 	static const struct option lo[] = {
 		{ "format", 1, 0, O_FORMAT }, { "delimiter", 1, 0, O_DELIM }, { "genes-as-rows", 0, 0, O_GAR },
 		{ "gene-id", 1, 0, O_GENEID }, { "label-column", 1, 0, O_LABCOL }, { "labels", 1, 0, O_LABELS },
@@ -445,6 +449,7 @@ int main(int argc, char **argv)
 		{ "zscore", 0, 0, O_Z }, { "fit-stats", 1, 0, O_FIT }, { "stats", 1, 0, O_STATS },
 		{ "like", 1, 0, O_LIKE }, { "genes", 1, 0, O_GENES }, { "fill", 1, 0, O_FILL },
 		{ "merge-stats", 1, 0, O_MERGE }, { "show", 1, 0, O_SHOW }, { "rows", 1, 0, O_ROWS },
+		{ "ignore-column", 1, 0, O_IGNORE },
 		{ "progress", 0, 0, O_PROGRESS }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 }
 	};
@@ -473,6 +478,15 @@ int main(int argc, char **argv)
 			else usage_error("--gene-id: %s: expected name or description", optarg);
 			break;
 		case O_LABCOL: label_column = optarg; break;
+		case O_IGNORE: {
+			char *cp = xstrdup(optarg), *save = NULL;
+			for (char *tok = strtok_r(cp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				topt.ignore_columns = xrealloc(topt.ignore_columns, sizeof(char *) * (size_t)(topt.nignore + 1));
+				topt.ignore_columns[topt.nignore++] = tok;
+			}
+			if (!topt.nignore) usage_error("--ignore-column: empty name");
+			break;
+		}
 		case O_LABELS: labels_path = optarg; break;
 		case O_IDCOL: id_column = optarg; break;
 		case O_CLASSES: classes_arg = optarg; break;

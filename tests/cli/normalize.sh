@@ -127,3 +127,30 @@ run normalize-8.3 0 normalize --show shapes "$TMP/src.mpk"
 out_has "frame 2: data ids=[4] x=f32[4,4] y=i32[4] d=i32[4]"
 run normalize-8.4 0 normalize --show head --rows 1 "$TMP/src.mpk"
 ok normalize-8.5 test "$(wc -l <"$OUT")" -eq 2
+
+# metadata columns: named columns are neither genes nor samples; text in a gene column
+# on the first data row suggests --ignore-column
+printf 'id\tseries\tTP53\tsex\tEGFR\tcancer\nS1\tGSE1\t5\tF\t7\tLUAD\nS2\tGSE2\t3\tM\t1\tBRCA\n' >"$TMP/archs4.tsv"
+run normalize-9.1 1 normalize -q --label-column cancer "$TMP/archs4.tsv"
+err_is "normalize: $TMP/archs4.tsv:2: column 2 (series): 'GSE1' is not a number (a metadata column? use --ignore-column series)"
+run normalize-9.2 1 normalize -q --label-column cancer --ignore-column series "$TMP/archs4.tsv"
+err_is "normalize: $TMP/archs4.tsv:2: column 4 (sex): 'F' is not a number (a metadata column? use --ignore-column sex)"
+run normalize-9.3 0 normalize --label-column cancer --ignore-column series,sex --ignore-column age "$TMP/archs4.tsv"
+err_has "normalize: $TMP/archs4.tsv: no column named 'age' (--ignore-column)"
+ok normalize-9.4 test "$(normalize --show csv "$OUT" | tr '\n' ' ')" = "id,domain,label,TP53,EGFR S1,archs4,LUAD,5,7 S2,archs4,BRCA,3,1 "
+# genes as rows: an annotation column is not a sample
+printf 'gene,symbol,S1,S2\nENSG1,TP53,1,2\nENSG2,EGFR,3,4\n' >"$TMP/gr.csv"
+run normalize-9.5 1 normalize -q --genes-as-rows "$TMP/gr.csv"
+err_is "normalize: $TMP/gr.csv:2: column 2 (symbol): 'TP53' is not a number (a metadata column? use --ignore-column symbol)"
+run normalize-9.6 0 normalize -q --genes-as-rows --ignore-column symbol "$TMP/gr.csv"
+ok normalize-9.7 test "$(normalize --show csv "$OUT" | tr '\n' ' ')" = "id,domain,label,ENSG1,ENSG2 S1,gr,,1,3 S2,gr,,2,4 "
+run normalize-9.8 1 normalize -q --ignore-column TP53,EGFR,series,sex,cancer "$TMP/archs4.tsv"
+err_is "normalize: $TMP/archs4.tsv: no gene columns (all are the id, label or ignored columns)"
+# a bad cell after the first data row: no hint
+run normalize-9.9 1 normalize -q notnum.csv
+err_is "normalize: notnum.csv:3: column 3 (B): 'x1' is not a number"
+# the in-place row parser and the split path give the same values (quotes force the latter)
+awk -F, 'NR == 1 { print; next } { $1 = "\"" $1 "\""; print }' OFS=, counts.csv >"$TMP/quoted.csv"
+normalize -q --log2 counts.csv | normalize --show csv | cut -d, -f1,3- >"$TMP/u.csv"
+normalize -q --log2 "$TMP/quoted.csv" | normalize --show csv | cut -d, -f1,3- >"$TMP/q.csv"
+ok normalize-9.10 cmp "$TMP/u.csv" "$TMP/q.csv"

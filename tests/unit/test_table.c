@@ -3,6 +3,7 @@
 #include "table.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +60,84 @@ static void test_numbers(void)
 		if (parse_cell(buf, (size_t)n, &a) != 0 || a != strtod(buf, NULL)) bad++;
 	}
 	CHECK("fast path equals strtod", bad == 0);
+}
+
+/* random decimal strings of every shape: the parser must give strtod's double, bit
+ * for bit, whether the fast path or the strtod fallback answers */
+static void test_numbers_random(void)
+{
+	uint64_t st = 0x9E3779B97F4A7C15ULL;
+	long bad = 0, fast = 0, total = 200000;
+	char buf[96], first_bad[96] = "";
+	for (long i = 0; i < total; i++) {
+		int k = 0;
+		st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+		uint64_t r = st;
+		if (r & 1) buf[k++] = (r & 2) ? '-' : '+';
+		int nd = 1 + (int)((r >> 2) % 22);       /* 1..22 digits */
+		int dot = (int)((r >> 8) % (uint64_t)(nd + 2)) - 1;  /* -1: no point */
+		for (int d = 0; d < nd; d++) {
+			if (d == dot) buf[k++] = '.';
+			st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+			buf[k++] = (char)('0' + st % 10);
+		}
+		if (dot == nd) buf[k++] = '.';
+		if ((r >> 16) % 3 == 0)
+			k += snprintf(buf + k, sizeof buf - (size_t)k, "%c%d", (r >> 20) & 1 ? 'e' : 'E', (int)((r >> 24) % 81) - 40);
+		buf[k] = 0;
+		double a = 0, want = strtod(buf, NULL), f;
+		if (parse_num_fast(buf, buf + k, &f) == buf + k) {
+			fast++;
+			if (memcmp(&f, &want, sizeof f) != 0) bad++;
+		}
+		if (parse_cell(buf, (size_t)k, &a) != 0 || memcmp(&a, &want, sizeof a) != 0) {
+			if (!bad) snprintf(first_bad, sizeof first_bad, "%s", buf);
+			bad++;
+		}
+	}
+	printf("%s random decimals: %ld of %ld on the fast path, %ld differ from strtod%s%s\n",
+	       bad ? "FAIL" : "PASS", fast, total, bad, bad ? ", first: " : "", first_bad);
+	if (bad) check_failures++;
+	CHECK("random decimals: the fast path is taken for most", fast > total / 3);
+	/* typical expression values: counts, TPM with 2-6 decimals */
+	bad = 0;
+	for (long i = 0; i < 100000; i++) {
+		st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+		double x = (double)(st % 100000000) / 1000.0;
+		int n = snprintf(buf, sizeof buf, "%.*f", (int)(st >> 40) % 7, x);
+		double a;
+		if (parse_cell(buf, (size_t)n, &a) != 0 || a != strtod(buf, NULL)) bad++;
+	}
+	CHECK("TPM-like decimals equal strtod", bad == 0);
+}
+
+/* the in-place row parser and the split-and-parse path agree, metadata columns skipped */
+static void test_fast_rows(void)
+{
+	const char *text = "id,series,A,B,lab,batch,C\n"
+		"S1,GSE1,1,2.5,x,b1,3\n"
+		"S2,GSE2, 4 ,5e1,y,b2,6,\n"          /* spaces, exponent, trailing delimiter */
+		"\"S3\",\"GSE,3\",7,8,z,b1,9\n"     /* quoted: the libcsv path */
+		"S4,GSE4,12345678901234567,0.1,,b2,-0\n";  /* >15 digits: the general path */
+	char *p = put("m.csv", text, strlen(text));
+	TableOpts o = { 0 };
+	char *ign[] = { "series" };
+	o.ignore_columns = ign;
+	o.nignore = 1;
+	o.label_column = "lab";
+	o.batch_column = "batch";
+	Table t;
+	table_open(&t, p, &o);
+	CHECK("meta: genes are A B C", t.ngenes == 3 && !strcmp(t.genes[0], "A") && !strcmp(t.genes[2], "C"));
+	int n = table_read(&t);
+	CHECK("meta: 4 rows", n == 4);
+	float want[12] = { 1, 2.5f, 3, 4, 50, 6, 7, 8, 9, (float)12345678901234567.0, 0.1f, -0.0f };
+	CHECK("meta: values", memcmp(t.x, want, sizeof want) == 0);
+	CHECK("meta: ids", !strcmp(t.ids[0], "S1") && !strcmp(t.ids[1], "S2") && !strcmp(t.ids[2], "S3") && !strcmp(t.ids[3], "S4"));
+	CHECK("meta: labels", !strcmp(t.labels[0], "x") && !strcmp(t.labels[2], "z") && t.labels[3] == NULL);
+	CHECK("meta: batches", !strcmp(t.batches[0], "b1") && !strcmp(t.batches[1], "b2") && !strcmp(t.batches[2], "b1"));
+	CHECK("meta: lines", t.lines[0] == 2 && t.lines[3] == 5 && t.first_line == 2);
+	table_close(&t);
 }
 
 static void test_csv(void)
@@ -140,6 +219,8 @@ int main(void)
 	util_init("test_table");
 	if (!mkdtemp(dir)) return 1;
 	test_numbers();
+	test_numbers_random();
+	test_fast_rows();
 	test_csv();
 	char *cmd = xasprintf("rm -rf %s", dir);
 	if (system(cmd) != 0) return 1;
