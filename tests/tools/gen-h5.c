@@ -305,5 +305,9 @@ int main(int argc, char **argv)
 		}
 		atomic_commit(&df);
 	}
+	for (long g = 0; g < G; g++) { free(sym[g]); free(ens[g]); }
+	for (long s = 0; s < S; s++) { free(gsm[s]); free(gse[s]); free(chr[s]); free(src[s]); free(title[s]); }
+	free(sym); free(ens); free(gsm); free(gse); free(chr); free(src); free(title);
+	free(reads); free(scp); free(gmean); free(teff); free(x);
 	return 0;
 }
