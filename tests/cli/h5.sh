@@ -3,11 +3,13 @@
 # on files written by tests/tools/gen-h5 in the ARCHS4 layout. Both tools are built
 # here with HDF5's flags (the Makefile does not link HDF5), against the library the
 # suite built ($UNITS/../libdapipe.a), with common/h5.c compiled in.
+# shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 CC=${CC:-cc}
 H5CFLAGS=$(pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 H5LIBS=$(pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
+# shellcheck disable=SC2086
 if ! printf '#include <hdf5.h>\nint main(void){return 0;}\n' | $CC $H5CFLAGS -x c - -o "$TMP/probe" $H5LIBS 2>/dev/null; then
 	echo "# HDF5 headers or library missing (Debian: libhdf5-dev): h5 tests skipped"
 	exit 0
@@ -40,6 +42,7 @@ run "h5-1.0 generate (vlen UTF-8 strings, chunked, deflate)" 0 gen-h5 --dump a.c
 same_as_dump "h5-1.1 vlen strings: all samples read back" a.h5 a.csv
 for v in "fixed --strings fixed" "space --strings space" "f32 --dtype f32" "contig --chunk 0,0" \
          "gsym --symbol-name gene_symbol" "v1 --layout v1" "odd --chunk 7,5 --genes 33 --samples 29"; do
+	# shellcheck disable=SC2086
 	set -- $v
 	n=$1; shift
 	gen-h5 "$@" --dump "$n.csv" "$n.h5" 2>"$n.err" || fail "h5-1.2 generate $n" "$(cat "$n.err")"
