@@ -922,6 +922,22 @@ int main(int argc, char **argv)
 	}
 	(void)rows;
 	(void)frames;
+	if (!done) {
+		/* stopped early or at --epochs-max: read the rest of the stream (without
+		 * training) so that a producer that died before its end frame is reported */
+		for (;;) {
+			f = sr_next(&t.r);
+			if (!f) {
+				t.r.frame++;
+				sr_fail(&t.r, "stream ends without an end frame (did batch fail?)");
+			}
+			const char *type = frame_type(&t.r, f);
+			if (strcmp(type, "end") == 0) break;
+			if (strcmp(type, "header") == 0) sr_fail(&t.r, "a second header frame");
+		}
+		done = 1;
+	}
+	if (done && sr_next(&t.r)) sr_fail(&t.r, "data after the end frame");
 	progress_done();
 	if (!ready) choose_select(&t, user_select);
 	drain(&t);
