@@ -14,6 +14,9 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-paramete
 # OpenBLAS linked explicitly (the machine may also have the reference BLAS).
 BLAS_LIBS = $(shell pkg-config --libs openblas 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas)
 LDLIBS = $(BLAS_LIBS) -Wl,-rpath,$(patsubst -L%,%,$(filter -L%,$(BLAS_LIBS))) -lcsv -lmsgpackc -lpng -ljpeg -lz -lpthread -lm
+# HDF5 (ARCHS4 input, common/h5.c): Debian's serial build.
+ALL_CFLAGS += $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
+LDLIBS += $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
 BUILD ?= build
 BIN ?= bin
 

@@ -593,8 +593,7 @@ static void open_h5(Table *t, const char *path)
 	long *idx = NULL, n = -1;
 	if (o->h5_ids) {
 		long missing = 0;
-		n = h5_select_ids(f, NULL, o->h5_ids, o->h5_nids, &idx, &missing, 1);
-		if (missing) info("%s: %ld of %ld sample ids not found", t->name, missing, o->h5_nids);
+		n = h5_select_ids(f, NULL, o->h5_ids, o->h5_nids, &idx, &missing, !quiet);
 	}
 	for (int k = 0; k < o->h5_nwhere; k++) {
 		const char *w = o->h5_where[k];
@@ -655,8 +654,6 @@ void table_open(Table *t, const char *path, const TableOpts *o)
 		else f = TF_CSV;
 	}
 	t->format = f;
-	if (f != TF_HDF5 && (o->h5_ids || o->h5_nwhere || o->h5_label_field || o->h5_batch_field))
-		usage_error("%s: --samples-file, --where, --label-field and --batch-field need an HDF5 input", t->name);
 	if (f == TF_HDF5) {
 		if (!is_hdf5(&c->in, avail)) die("%s: not an HDF5 file (no HDF5 signature)", t->name);
 		if (o->label_column) usage_error("--label-column with an HDF5 input: use --label-field FIELD");

@@ -33,11 +33,13 @@ static void usage(void)
 "data stream on stdout. Several inputs are concatenated, each aligned to one gene list.\n"
 "\n"
 "Input:\n"
-"  --format F          auto|csv|tsv|gct|stream (default auto: stream by its first byte,\n"
-"                      GCT by \"#1.2\", otherwise CSV/TSV by the header line)\n"
+"  --format F          auto|csv|tsv|gct|stream|hdf5 (default auto: HDF5 by its signature,\n"
+"                      stream by its first byte, GCT by \"#1.2\", otherwise CSV/TSV by\n"
+"                      the header line)\n"
 "  --delimiter C       field delimiter: ',' ';' or 'tab' (default: detected)\n"
 "  --genes-as-rows     rows are genes, columns samples (read whole and transposed)\n"
-"  --gene-id W         GCT: name|description column names the genes (default name)\n"
+"  --gene-id W         GCT: name|description column names the genes (default name);\n"
+"                      HDF5: symbol|ensembl (default symbol)\n"
 "  --label-column NAME labels: a column of the table, or of --labels FILE\n"
 "                      (default with --labels: its second column)\n"
 "  --labels FILE       id->label table (CSV/TSV with a header line)\n"
@@ -55,6 +57,12 @@ static void usage(void)
 "  --missing M         empty/NA/NaN cells: error|mean (default error; mean: the gene's\n"
 "                      mean raw value, fitted on the input or taken from --stats)\n"
 "  --block-rows N      rows per data frame and per read (default 256)\n"
+"HDF5 (ARCHS4 layout: data/expression, meta/genes, meta/samples; see docs/ARCHS4.md):\n"
+"  --samples-file FILE the samples whose geo_accession is listed (one per line)\n"
+"  --where F=VALUE     the samples whose metadata field F equals VALUE; F~TEXT: contains\n"
+"                      TEXT (any case); repeatable, all must hold (default: all samples)\n"
+"  --label-field F     labels from the sample metadata field F (e.g. source_name_ch1)\n"
+"                      Samples are read in blocks of --block-rows columns.\n"
 "Transforms (applied in this order):\n"
 "  --drop-zero         drop genes that are zero in every sample\n"
 "  --cpm               counts per million (library size over all genes of the input)\n"
@@ -92,6 +100,7 @@ static void usage(void)
 static TableOpts topt;
 static PrepOpts popt;
 static const char *labels_path, *id_column, *label_column, *classes_arg;
+static const char *samples_file;
 static const char *stats_path, *like_path, *genes_path, *fit_path, *merge_path, *show_mode;
 static char **domain_args;
 static int ndomain_args;
@@ -438,7 +447,7 @@ int main(int argc, char **argv)
 	enum { O_FORMAT = 256, O_DELIM, O_GAR, O_GENEID, O_LABCOL, O_LABELS, O_IDCOL, O_CLASSES, O_DOMAIN,
 	       O_DUP, O_ICASE, O_MISSING, O_BLOCK, O_DROP, O_CPM, O_LOG2, O_QUANT, O_TOPV, O_Z, O_FIT,
 	       O_STATS, O_LIKE, O_GENES, O_FILL, O_MERGE, O_SHOW, O_ROWS, O_PROGRESS, O_QUIET, O_HELP,
-	       O_IGNORE };
+	       O_IGNORE, O_SAMPLES_FILE, O_WHERE, O_LABEL_FIELD };
 	static const struct option lo[] = {
 		{ "format", 1, 0, O_FORMAT }, { "delimiter", 1, 0, O_DELIM }, { "genes-as-rows", 0, 0, O_GAR },
 		{ "gene-id", 1, 0, O_GENEID }, { "label-column", 1, 0, O_LABCOL }, { "labels", 1, 0, O_LABELS },
@@ -449,7 +458,8 @@ int main(int argc, char **argv)
 		{ "zscore", 0, 0, O_Z }, { "fit-stats", 1, 0, O_FIT }, { "stats", 1, 0, O_STATS },
 		{ "like", 1, 0, O_LIKE }, { "genes", 1, 0, O_GENES }, { "fill", 1, 0, O_FILL },
 		{ "merge-stats", 1, 0, O_MERGE }, { "show", 1, 0, O_SHOW }, { "rows", 1, 0, O_ROWS },
-		{ "ignore-column", 1, 0, O_IGNORE },
+		{ "ignore-column", 1, 0, O_IGNORE }, { "samples-file", 1, 0, O_SAMPLES_FILE },
+		{ "where", 1, 0, O_WHERE }, { "label-field", 1, 0, O_LABEL_FIELD },
 		{ "progress", 0, 0, O_PROGRESS }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 }
 	};
@@ -464,7 +474,8 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "tsv")) topt.format = TF_TSV;
 			else if (!strcmp(optarg, "gct")) topt.format = TF_GCT;
 			else if (!strcmp(optarg, "stream")) topt.format = TF_STREAM;
-			else usage_error("--format: %s: expected auto, csv, tsv, gct or stream", optarg);
+			else if (!strcmp(optarg, "hdf5")) topt.format = TF_HDF5;
+			else usage_error("--format: %s: expected auto, csv, tsv, gct or stream (or hdf5 for an HDF5 file)", optarg);
 			break;
 		case O_DELIM:
 			if (!strcmp(optarg, "tab") || !strcmp(optarg, "\\t") || !strcmp(optarg, "\t")) topt.delim = '\t';
@@ -475,9 +486,20 @@ int main(int argc, char **argv)
 		case O_GENEID:
 			if (!strcmp(optarg, "name")) topt.gene_id_desc = 0;
 			else if (!strcmp(optarg, "description")) topt.gene_id_desc = 1;
-			else usage_error("--gene-id: %s: expected name or description", optarg);
+			else if (!strcmp(optarg, "symbol")) topt.h5_gene_ensembl = 0;
+			else if (!strcmp(optarg, "ensembl")) topt.h5_gene_ensembl = 1;
+			else usage_error("--gene-id: %s: expected name or description (GCT), symbol or ensembl (HDF5)", optarg);
 			break;
 		case O_LABCOL: label_column = optarg; break;
+		case O_SAMPLES_FILE: samples_file = optarg; break;
+		case O_WHERE: {
+			size_t fl = strcspn(optarg, "=~");
+			if (fl == 0 || !optarg[fl]) usage_error("--where: %s: expected FIELD=VALUE or FIELD~SUBSTRING", optarg);
+			topt.h5_where = xrealloc(topt.h5_where, sizeof(char *) * (size_t)(topt.h5_nwhere + 1));
+			topt.h5_where[topt.h5_nwhere++] = optarg;
+			break;
+		}
+		case O_LABEL_FIELD: topt.h5_label_field = optarg; break;
 		case O_IGNORE: {
 			char *cp = xstrdup(optarg), *save = NULL;
 			for (char *tok = strtok_r(cp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -608,6 +630,13 @@ int main(int argc, char **argv)
 		fixed_classes = 1;
 	}
 	if (labels_path) load_labels();
+	if (samples_file) {
+		char **ids;
+		topt.h5_nids = read_name_list(samples_file, &ids);
+		topt.h5_ids = ids;
+	}
+	if (topt.h5_label_field && (labels_path || label_column))
+		usage_error("--label-field with --labels/--label-column: give the labels one way");
 
 	/* open the inputs */
 	topt.label_column = labels_path ? NULL : label_column;
@@ -630,8 +659,12 @@ int main(int argc, char **argv)
 			in->dom = header_add_domain(&H, d);
 			free(d);
 		}
-		if (in->t.format != TF_STREAM && (labels_path || label_column)) any_text_labels = 1;
+		if (in->t.format != TF_STREAM && (labels_path || label_column || topt.h5_label_field)) any_text_labels = 1;
 	}
+	int any_h5 = 0;
+	for (int i = 0; i < nin; i++) any_h5 |= ins[i].t.format == TF_HDF5;
+	if (!any_h5 && (samples_file || topt.h5_nwhere || topt.h5_label_field))
+		usage_error("--samples-file, --where and --label-field select from an HDF5 input; none is");
 	if (!have_S) {
 		if (genes_path) {
 			char **g;

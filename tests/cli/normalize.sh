@@ -14,7 +14,7 @@ Try 'normalize --help' for more information."
 run normalize-1.3 2 normalize --top-variable 0 counts.csv
 err_has "normalize: --top-variable: 0: must be at least 1"
 run normalize-1.4 2 normalize --format xls counts.csv
-err_has "normalize: --format: xls: expected auto, csv, tsv, gct or stream"
+err_has "normalize: --format: xls: expected auto, csv, tsv, gct or stream (or hdf5 for an HDF5 file)"
 run normalize-1.5 2 normalize --stats a.mpk --zscore counts.csv
 err_has "the transforms come from the statistics"
 
@@ -154,3 +154,53 @@ awk -F, 'NR == 1 { print; next } { $1 = "\"" $1 "\""; print }' OFS=, counts.csv 
 normalize -q --log2 counts.csv | normalize --show csv | cut -d, -f1,3- >"$TMP/u.csv"
 normalize -q --log2 "$TMP/quoted.csv" | normalize --show csv | cut -d, -f1,3- >"$TMP/q.csv"
 ok normalize-9.10 cmp "$TMP/u.csv" "$TMP/q.csv"
+
+# HDF5 (ARCHS4 layout), on files written by tests/tools/gen-h5 (skipped without HDF5)
+H5CFLAGS=$(pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
+H5LIBS=$(pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
+LIB=${UNITS:-$ROOT/build/tests}/../libdapipe.a
+# shellcheck disable=SC2086
+if normalize --help | grep -q hdf5 && ${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -I"$ROOT/common" $H5CFLAGS \
+	"$ROOT/tests/tools/gen-h5.c" -o "$TMP/gen-h5" "$LIB" $H5LIBS -lmsgpackc -lz -lm 2>"$TMP/cc.err" &&
+	${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -I"$ROOT/common" $H5CFLAGS \
+	"$ROOT/tests/tools/h5cat.c" -o "$TMP/h5cat" "$LIB" $H5LIBS -lmsgpackc -lz -lm 2>>"$TMP/cc.err"; then
+	"$TMP/gen-h5" --genes 30 --samples 40 --dump "$TMP/a.csv" "$TMP/a.h5"
+	run normalize-10.1 0 normalize "$TMP/a.h5"
+	err_has "normalize: $TMP/a.h5: 40 of 40 samples selected, 30 genes"
+	normalize --show csv "$OUT" | cut -d, -f1,4- >"$TMP/h1.csv"
+	normalize -q "$TMP/a.csv" | normalize --show csv | cut -d, -f1,4- >"$TMP/h2.csv"
+	ok normalize-10.2 cmp "$TMP/h1.csv" "$TMP/h2.csv"
+	# blocks of 3 samples give the same stream; transforms fitted on HDF5 apply to the CSV dump
+	normalize -q --block-rows 3 "$TMP/a.h5" | normalize --show csv | cut -d, -f1,4- >"$TMP/h3.csv"
+	ok normalize-10.3 cmp "$TMP/h1.csv" "$TMP/h3.csv"
+	normalize -q --log2 --zscore --fit-stats "$TMP/h5s.mpk" "$TMP/a.h5" | normalize --show csv | cut -d, -f1,4- >"$TMP/z1.csv"
+	normalize -q --stats "$TMP/h5s.mpk" "$TMP/a.csv" | normalize --show csv | cut -d, -f1,4- >"$TMP/z2.csv"
+	ok normalize-10.4 cmp "$TMP/z1.csv" "$TMP/z2.csv"
+	# selection and labels agree with h5cat
+	run normalize-10.5 0 normalize --where characteristics_ch1~LUNG --where series_id=GSE2 --label-field source_name_ch1 "$TMP/a.h5"
+	err_has "2 of 40 samples selected"
+	normalize --show csv "$OUT" | cut -d, -f1,3- >"$TMP/w1.csv"
+	"$TMP/h5cat" --match characteristics_ch1=lung --exact series_id=GSE2 --label source_name_ch1 "$TMP/a.h5" >"$TMP/w2.csv"
+	ok normalize-10.6 cmp "$TMP/w1.csv" "$TMP/w2.csv"
+	printf 'GSM1000003\nGSM1000001\n' >"$TMP/ids.txt"
+	run normalize-10.7 0 normalize -q --samples-file "$TMP/ids.txt" --gene-id ensembl "$TMP/a.h5"
+	ok normalize-10.8 test "$(normalize --show csv "$OUT" | cut -d, -f1,4 | tr '\n' ' ')" = "id,ENSG00000000001.1 GSM1000001,67 GSM1000003,169 "
+	run normalize-10.9 1 normalize -q --where series_id=GSE99 "$TMP/a.h5"
+	err_is "normalize: $TMP/a.h5: no sample matches the selection (--samples-file/--where)"
+	run normalize-10.10 1 normalize -q --where nofield=x "$TMP/a.h5"
+	err_is "normalize: $TMP/a.h5: meta/samples/nofield: not found"
+	run normalize-10.11 2 normalize -q --where series_id "$TMP/a.h5"
+	err_has "normalize: --where: series_id: expected FIELD=VALUE or FIELD~SUBSTRING"
+	run normalize-10.12 2 normalize -q --where series_id=GSE1 counts.csv
+	err_has "normalize: --samples-file, --where and --label-field select from an HDF5 input; none is"
+	run_in normalize-10.13 1 "$TMP/a.h5" normalize -q -
+	err_is "normalize: <stdin>: HDF5 input must be a file (it is read by random access)"
+	head -c 100 "$TMP/a.csv" >"$TMP/not.h5"
+	run normalize-10.14 1 normalize -q --format hdf5 "$TMP/not.h5"
+	err_is "normalize: $TMP/not.h5: not an HDF5 file (no HDF5 signature)"
+	"$TMP/gen-h5" --genes 30 --samples 10 --omit meta/genes/ensembl_gene "$TMP/b.h5"
+	run normalize-10.15 1 normalize -q --gene-id ensembl "$TMP/b.h5"
+	err_is "normalize: $TMP/b.h5: no Ensembl gene ids under meta/genes (try --gene-id symbol)"
+else
+	echo "# HDF5 tools could not be built: normalize HDF5 tests skipped ($(head -c 200 "$TMP/cc.err"))"
+fi
