@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *argv0 = "dapipe";
@@ -22,17 +23,20 @@ static int ndie_hooks;
 #define MAX_TMP 16
 static char *pending_tmp[MAX_TMP];
 
+static int dying; /* die() has reported; the exit path stays quiet */
+
 static void close_stdout(void)
 {
 	/* One exit path: a write error on stdout is an error, not silence. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		int e = errno;
-		fprintf(stderr, "%s: write error: %s\n", argv0, strerror(e ? e : EIO));
+		if (!dying)
+			fprintf(stderr, "%s: write error: %s\n", argv0, strerror(e ? e : EIO));
 		for (int i = 0; i < MAX_TMP; i++)
 			if (pending_tmp[i]) unlink(pending_tmp[i]);
 		_exit(1);
 	}
-	if (fclose(stdout) != 0 && errno != EBADF) {
+	if (fclose(stdout) != 0 && errno != EBADF && !dying) {
 		fprintf(stderr, "%s: write error: %s\n", argv0, strerror(errno));
 		_exit(1);
 	}
@@ -76,6 +80,7 @@ void die(const char *fmt, ...)
 {
 	va_list ap;
 	progress_done();
+	dying = 1;
 	va_start(ap, fmt);
 	vmsg(fmt, ap);
 	va_end(ap);
@@ -204,7 +209,15 @@ int parse_int_list(const char *opt, const char *s, int *out, int max, long min, 
 
 FILE *atomic_open(AtomicFile *af, const char *path)
 {
+	struct stat st;
 	af->path = xstrdup(path);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* a device or a pipe (/dev/stdout, a fifo): write through, nothing to rename */
+		af->tmp = NULL;
+		af->fp = fopen(path, "wb");
+		if (!af->fp) die("%s: cannot open:", path);
+		return af->fp;
+	}
 	af->tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	af->fp = fopen(af->tmp, "wb");
 	if (!af->fp) die("%s: cannot create:", af->tmp);
@@ -221,7 +234,7 @@ static void forget_tmp(AtomicFile *af)
 
 void atomic_commit(AtomicFile *af)
 {
-	if (fflush(af->fp) != 0 || ferror(af->fp) || fsync(fileno(af->fp)) != 0) {
+	if (fflush(af->fp) != 0 || ferror(af->fp) || (af->tmp && fsync(fileno(af->fp)) != 0)) {
 		int e = errno;
 		fclose(af->fp);
 		errno = e;
@@ -229,6 +242,7 @@ void atomic_commit(AtomicFile *af)
 	}
 	if (fclose(af->fp) != 0) die("%s: write error:", af->path);
 	af->fp = NULL;
+	if (!af->tmp) { free(af->path); af->path = NULL; return; }
 	if (rename(af->tmp, af->path) != 0) die("%s: cannot rename into place:", af->path);
 	forget_tmp(af);
 	free(af->tmp);
