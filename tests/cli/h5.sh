@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/cli/h5.sh: the ARCHS4 HDF5 reader (common/h5.c) through tests/tools/h5cat,
 # on files written by tests/tools/gen-h5 in the ARCHS4 layout. Both tools are built
-# here with HDF5's flags (the Makefile does not link HDF5), against the library the
-# suite built ($UNITS/../libdapipe.a), with common/h5.c compiled in.
+# here with HDF5's flags, against the library the suite built
+# ($UNITS/../libdapipe.a), with common/h5.c compiled in.
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
 

@@ -17,8 +17,7 @@
  * samples as rows), the expected output of readers.
  * Faults for error tests: --omit PATH (skip a dataset), --short-genes (symbol list one
  * short), --expr-1d (a 1-D data/expression).
- * Built by tests/cli/h5.sh with $(pkg-config --cflags --libs hdf5) (the Makefile does
- * not link HDF5). Exit: 0 ok, 1 error, 2 usage. */
+ * Built by tests/cli/h5.sh with $(pkg-config --cflags --libs hdf5). Exit: 0 ok, 1 error, 2 usage. */
 #include <getopt.h>
 #include <hdf5.h>
 #include <math.h>

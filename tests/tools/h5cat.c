@@ -1,7 +1,7 @@
 /* h5cat: read samples out of an ARCHS4-layout HDF5 file through common/h5.h, as CSV
  * (samples as rows) or as a data stream (header, data, end) that normalize reads with
  * --format stream. The reference client of the h5 library and the driver of
- * tests/cli/h5.sh; normalize's --format h5 is meant to do the same.
+ * tests/cli/h5.sh; normalize --format hdf5 does the same inside normalize.
  *
  * Selection: every sample, or --ids FILE (one id per line, matched against
  * --id-field, default geo_accession), or --match FIELD=TEXT (field contains TEXT,
@@ -9,7 +9,7 @@
  * hold. Samples come out in file order, read --chunk samples at a time.
  * Other modes: --info (sizes, chunking, gene names, metadata fields), --meta FIELD
  * (one value per selected sample).
- * Built by tests/cli/h5.sh with HDF5 flags (the Makefile does not link HDF5).
+ * Built by tests/cli/h5.sh with HDF5's flags.
  * Exit: 0 ok, 1 data or runtime error, 2 usage. */
 #include <getopt.h>
 #include <stdlib.h>
