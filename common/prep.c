@@ -95,7 +95,7 @@ char *gene_key(const char *id, int ignore_case)
 
 int prep_needs_fit(const PrepOpts *o)
 {
-	return o->drop_zero || o->quantile || o->zscore || o->top_variable > 0 || o->missing_mean;
+	return o->drop_zero || o->quantile || o->zscore || o->top_variable > 0 || o->missing_mean || o->combat;
 }
 
 static double *dzeros(int n) { return xcalloc((size_t)(n ? n : 1), sizeof(double)); }
@@ -126,6 +126,8 @@ void stats_free(Stats *s)
 	free(s->genes); free(s->sel);
 	free(s->count); free(s->sum); free(s->sumsq); free(s->nonzero);
 	free(s->raw_sum); free(s->raw_count); free(s->qref); free(s->mean); free(s->sd);
+	if (s->combat) { combat_free(s->combat); free(s->combat); }
+	free(s->combat_column);
 	memset(s, 0, sizeof *s);
 }
 
@@ -293,6 +295,12 @@ void stats_finalize(Stats *s)
 
 void stats_fit(Stats *s, float *x, int n, const double *raw_sum, const double *raw_count)
 {
+	stats_fit_prepare(s, x, n, raw_sum, raw_count);
+	stats_fit_finish(s, x, n);
+}
+
+void stats_fit_prepare(Stats *s, float *x, int n, const double *raw_sum, const double *raw_count)
+{
 	int w = s->ngenes;
 	stats_alloc_acc(s);
 	s->n = n;
@@ -335,6 +343,11 @@ void stats_fit(Stats *s, float *x, int n, const double *raw_sum, const double *r
 		for (int i = 0; i < n; i++) quantile_row(x + (size_t)i * w, w, s->qref, scr);
 		free(scr);
 	}
+}
+
+void stats_fit_finish(Stats *s, const float *x, int n)
+{
+	int w = s->ngenes;
 	for (int i = 0; i < n; i++) {
 		const float *row = x + (size_t)i * w;
 		for (int g = 0; g < w; g++) {
@@ -352,7 +365,7 @@ static int same_opts(const PrepOpts *a, const PrepOpts *b)
 {
 	return a->drop_zero == b->drop_zero && a->cpm == b->cpm && a->log2 == b->log2 &&
 	       a->quantile == b->quantile && a->zscore == b->zscore && a->top_variable == b->top_variable &&
-	       a->missing_mean == b->missing_mean;
+	       a->missing_mean == b->missing_mean && a->combat == b->combat;
 }
 
 void stats_merge(Stats *out, Stats *const *in, char *const *names, int k)
@@ -365,6 +378,8 @@ void stats_merge(Stats *out, Stats *const *in, char *const *names, int k)
 	int differ = 0;
 	for (int c = 0; c < k; c++) {
 		if (!in[c]->fitted) die("%s: statistics hold no fitted values to merge", names[c]);
+		if (in[c]->o.combat)
+			die("%s: statistics with ComBat cannot be merged (ComBat is fitted on the data whole)", names[c]);
 		if (!same_opts(&in[c]->o, &in[0]->o))
 			die("%s: fitted with other transforms than %s; cannot merge", names[c], names[0]);
 		if (c > 0 && in[c]->ngenes != in[0]->ngenes) differ = 1;
@@ -430,15 +445,17 @@ void stats_to_blob(const Stats *s, Blob *b)
 	SWriter w;
 	sw_init(&w, m, "preprocessing");
 	const PrepOpts *o = &s->o;
-	const char *steps[6];
+	const char *steps[7];
 	int ns = 0;
 	if (o->drop_zero) steps[ns++] = "drop-zero";
 	if (o->cpm) steps[ns++] = "cpm";
 	if (o->log2) steps[ns++] = "log2";
 	if (o->quantile) steps[ns++] = "quantile";
+	if (o->combat) steps[ns++] = "combat";
 	if (o->top_variable > 0) steps[ns++] = "top-variable";
 	if (o->zscore) steps[ns++] = "zscore";
-	sw_map(&w, s->fitted ? 19 : 8);
+	int with_combat = o->combat && s->combat && s->combat->fitted;
+	sw_map(&w, (s->fitted ? 19 : 8) + (o->combat ? 1 : 0) + with_combat);
 	sw_key(&w, "version"); sw_int(&w, 1);
 	sw_key(&w, "steps"); sw_strs(&w, (char *const *)steps, ns);
 	sw_key(&w, "top_variable"); sw_int(&w, o->top_variable);
@@ -452,6 +469,14 @@ void stats_to_blob(const Stats *s, Blob *b)
 	sw_tensor(&w, DT_I32, 1, sh, sel);
 	free(sel);
 	sw_key(&w, "fitted"); sw_bool(&w, s->fitted);
+	if (o->combat) { sw_key(&w, "combat_column"); sw_str(&w, s->combat_column ? s->combat_column : "domain"); }
+	if (with_combat) {
+		Blob cb;
+		combat_to_blob(s->combat, &cb);
+		sw_key(&w, "combat");
+		sw_blob(&w, &cb);
+		blob_free(&cb);
+	}
 	if (s->fitted) {
 		int g = s->ngenes;
 		sw_key(&w, "n"); sw_double(&w, s->n);
@@ -504,10 +529,10 @@ void stats_from_object(Stats *s, const SReader *r, const msgpack_object *o)
 	if (opt_int(r, o, "version", 1) != 1) sr_fail(r, "preprocessing: version is not supported");
 	const msgpack_object *steps = obj_get(o, "steps");
 	if (!steps || steps->type != MSGPACK_OBJECT_ARRAY) sr_fail(r, "preprocessing: missing \"steps\"");
-	static const char *known[] = { "drop-zero", "cpm", "log2", "quantile", "top-variable", "zscore" };
+	static const char *known[] = { "drop-zero", "cpm", "log2", "quantile", "top-variable", "zscore", "combat" };
 	for (uint32_t i = 0; i < steps->via.array.size; i++) {
 		int ok = 0;
-		for (int j = 0; j < 6; j++) ok |= obj_is_str(&steps->via.array.ptr[i], known[j]);
+		for (int j = 0; j < 7; j++) ok |= obj_is_str(&steps->via.array.ptr[i], known[j]);
 		if (!ok) sr_fail(r, "preprocessing: unknown step");
 	}
 	PrepOpts po;
@@ -517,6 +542,7 @@ void stats_from_object(Stats *s, const SReader *r, const msgpack_object *o)
 	po.log2 = has_step(r, steps, "log2");
 	po.quantile = has_step(r, steps, "quantile");
 	po.zscore = has_step(r, steps, "zscore");
+	po.combat = has_step(r, steps, "combat");
 	int64_t tv = opt_int(r, o, "top_variable", 0);
 	if (tv < 0 || tv > INT32_MAX) sr_fail(r, "preprocessing: bad top_variable");
 	po.top_variable = (int)tv;
@@ -555,6 +581,19 @@ void stats_from_object(Stats *s, const SReader *r, const msgpack_object *o)
 		if (po.quantile && !s->qref) sr_fail(r, "preprocessing: quantile step without \"quantile_ref\"");
 		s->mean = get_f64(r, o, "mean", s->nsel);
 		s->sd = get_f64(r, o, "sd", s->nsel);
+		if (po.combat) {
+			const msgpack_object *cc = obj_get(o, "combat"), *col = obj_get(o, "combat_column");
+			if (!cc) sr_fail(r, "preprocessing: combat step without a fitted \"combat\"");
+			if (!col || col->type != MSGPACK_OBJECT_STR) sr_fail(r, "preprocessing: combat step without \"combat_column\"");
+			s->combat_column = xmalloc(col->via.str.size + 1);
+			memcpy(s->combat_column, col->via.str.ptr, col->via.str.size);
+			s->combat_column[col->via.str.size] = 0;
+			s->combat = xcalloc(1, sizeof(Combat));
+			combat_from_object(s->combat, r, cc);
+			if (!s->combat->fitted) sr_fail(r, "preprocessing: the ComBat fit is not finalized");
+			if (s->combat->ngenes != ng)
+				sr_fail(r, "preprocessing: ComBat fitted on %d genes, the statistics have %d", s->combat->ngenes, ng);
+		}
 	} else if (prep_needs_fit(&po)) {
 		sr_fail(r, "preprocessing: steps need fitted statistics, but none are stored");
 	}

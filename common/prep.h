@@ -2,7 +2,8 @@
  * save, load) and gene-id matching. See docs/NORMALIZE.md.
  *
  * The transforms, in this order: drop genes zero everywhere, CPM, log2(x+1),
- * quantile normalisation, selection of the N most variable genes, per-gene z-score.
+ * quantile normalisation, ComBat batch correction, selection of the N most variable
+ * genes, per-gene z-score.
  * Values are float with NaN = missing (a gene the input lacks); sums are double.
  *
  * Statistics (Stats) hold the working gene list W (after drop-zero), the selected
@@ -14,6 +15,7 @@
 #define DAPIPE_PREP_H
 
 #include <stdint.h>
+#include "combat.h"
 #include "stream.h"
 
 /* ---- string -> int map (gene keys, sample ids) ---- */
@@ -38,6 +40,9 @@ typedef struct {
 	int top_variable;       /* 0: keep all */
 	int missing_mean;       /* fill missing cells with the gene's mean raw value */
 	double fill;            /* value for genes an input lacks, on the output scale */
+	int combat;             /* ComBat after log2/quantile, before selection and z-score */
+	int combat_mean_only;
+	int combat_labels;      /* the class label is a covariate to preserve */
 } PrepOpts;
 
 typedef struct {
@@ -52,6 +57,8 @@ typedef struct {
 	double *qref;           /* (W) quantile reference, ascending, or NULL */
 	double qn;              /* samples behind qref */
 	double *mean, *sd;      /* (nsel) z-score statistics */
+	char *combat_column;    /* where the batches come from ("domain": the input's domain) */
+	Combat *combat;         /* fitted on W, or NULL */
 } Stats;
 
 void stats_init(Stats *s, const PrepOpts *o, char *const *genes, int ngenes);
@@ -64,6 +71,10 @@ int prep_needs_fit(const PrepOpts *o);
  * genes when asked (compacting x, genes and the raw sums; *W updated), applies the
  * quantile normalisation in place, accumulates and finalizes. */
 void stats_fit(Stats *s, float *x, int n, const double *raw_sum, const double *raw_count);
+/* stats_fit in two halves, for a step in between (ComBat): the first drops zero genes
+ * and quantile-normalises x in place; the second accumulates and finalizes. */
+void stats_fit_prepare(Stats *s, float *x, int n, const double *raw_sum, const double *raw_count);
+void stats_fit_finish(Stats *s, const float *x, int n);
 /* derive sel (top variable), mean and sd from the accumulators */
 void stats_finalize(Stats *s);
 /* merge k statistics (same steps) into out; dies with a message naming names[i] */

@@ -705,7 +705,7 @@ void table_open(Table *t, const char *path, const TableOpts *o)
 	}
 	mark_ignored(t, 1);
 	if (o->label_column) t->label_col = find_col(t, o->label_column, "--label-column");
-	if (o->batch_column) t->batch_col = find_col(t, o->batch_column, "batch column");
+	if (o->batch_column) t->batch_col = find_col(t, o->batch_column, "--combat");
 	t->colgene = xmallocarray((size_t)t->ncols + 1, sizeof(int));
 	t->genes = xmallocarray((size_t)t->ncols + 1, sizeof(char *));
 	t->gcol = xmallocarray((size_t)t->ncols + 1, sizeof(int));

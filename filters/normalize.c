@@ -63,11 +63,19 @@ static void usage(void)
 "                      TEXT (any case); repeatable, all must hold (default: all samples)\n"
 "  --label-field F     labels from the sample metadata field F (e.g. source_name_ch1)\n"
 "                      Samples are read in blocks of --block-rows columns.\n"
-"Transforms (applied in this order):\n"
+"Transforms (applied in this order; with --stats/--like the saved ones):\n"
 "  --drop-zero         drop genes that are zero in every sample\n"
 "  --cpm               counts per million (library size over all genes of the input)\n"
 "  --log2              log2(x+1)\n"
 "  --quantile          quantile-normalise each sample to the mean sorted sample\n"
+"  --combat COLUMN     ComBat batch correction (parametric empirical Bayes, as\n"
+"                      sva::ComBat) after log2/quantile, before top-variable and\n"
+"                      z-score. Batches from COLUMN of the table (samples as rows), a\n"
+"                      sample metadata field (HDF5), or 'domain': the inputs' domains.\n"
+"                      Fitting reads the data whole. Off by default\n"
+"  --combat-mean-only  ComBat adjusts batch means only, not variances (default off)\n"
+"  --combat-keep-labels  the class label is a covariate ComBat preserves (every fitted\n"
+"                      sample must be labelled; default off)\n"
 "  --top-variable N    keep the N genes of highest variance (after log/quantile, before\n"
 "                      z-score), in their original order (default 0: all)\n"
 "  --zscore            per-gene (x-mean)/sd, population sd; sd 0 gives 0\n"
@@ -100,7 +108,10 @@ static void usage(void)
 static TableOpts topt;
 static PrepOpts popt;
 static const char *labels_path, *id_column, *label_column, *classes_arg;
-static const char *samples_file;
+static const char *samples_file, *combat_arg;
+static const char *combat_col;  /* the batch column in use, or NULL; "domain": the domains */
+static char **fit_batch;        /* fit mode with ComBat: batch of each accumulated row */
+static int fit_batch_cap;
 static const char *stats_path, *like_path, *genes_path, *fit_path, *merge_path, *show_mode;
 static char **domain_args;
 static int ndomain_args;
@@ -349,12 +360,17 @@ static void stage1(Input *in, const float *raw, float *w, const char *id, long l
 }
 
 /* stage 2: W space -> output (quantile when applying, selection, z-score, fill) */
-static void stage2(const float *w_in, float *w_scratch, float *o, int do_quantile, void *qscr)
+static void stage2(const float *w_in, float *w_scratch, float *o, int do_quantile, void *qscr, int32_t cb, int32_t cl)
 {
 	const float *w = w_in;
 	if (do_quantile && S.o.quantile) {
 		memcpy(w_scratch, w_in, sizeof(float) * (size_t)nW);
 		quantile_row(w_scratch, nW, S.qref, qscr);
+		w = w_scratch;
+	}
+	if (cb >= 0) {
+		if (w != w_scratch) memcpy(w_scratch, w, sizeof(float) * (size_t)nW);
+		combat_apply(S.combat, w_scratch, 1, &cb, &cl);
 		w = w_scratch;
 	}
 	for (int j = 0; j < S.nsel; j++) {
@@ -420,6 +436,37 @@ static Block acc, ob;
 static float *wrow, *wtmp, *orow;
 static void *qscr;
 
+/* the batch of row i for ComBat */
+static const char *row_batch(Input *in, int i, int d)
+{
+	if (!strcmp(combat_col, "domain")) return H.domains[d];
+	const char *b = in->t.batches[i];
+	if (b) return b;
+	if (in->t.lines[i] > 0 && in->t.format != TF_STREAM)
+		die("%s:%ld: sample '%s' has no batch (column %s is empty)", in->name, in->t.lines[i], in->t.ids[i], combat_col);
+	die("%s: sample '%s' has no batch (field %s is empty)", in->name, in->t.ids[i], combat_col);
+}
+
+/* apply mode: the row's batch and covariate level among those of the ComBat fit */
+static void row_combat(Input *in, int i, int d, int y, int32_t *cb, int32_t *cl)
+{
+	const Combat *c = S.combat;
+	const char *b = row_batch(in, i, d);
+	*cb = -1;
+	for (int k = 0; k < c->nbatch; k++) if (!strcmp(c->batches[k], b)) *cb = k;
+	if (*cb < 0) {
+		char list[256];
+		int k0 = 0;
+		list[0] = 0;
+		for (int k = 0; k < c->nbatch && k0 < (int)sizeof list - 1; k++)
+			k0 += snprintf(list + k0, sizeof list - (size_t)k0, "%s%s", k ? ", " : "", c->batches[k]);
+		die("%s: sample '%s': batch '%s' is not one of the ComBat fit (%s)", in->name, in->t.ids[i], b, list);
+	}
+	*cl = c->nlevel > 1 ? -1 : 0;
+	if (c->nlevel > 1 && y >= 0)
+		for (int k = 0; k < c->nlevel; k++) if (!strcmp(c->levels[k], H.classes[y])) *cl = k;
+}
+
 static void process_block(int ii)
 {
 	Input *in = &ins[ii];
@@ -431,14 +478,68 @@ static void process_block(int ii)
 		int d = row_domain(in, r);
 		stage1(in, t->x + (size_t)r * t->ngenes, wrow, id, t->lines[r]);
 		if (fit) {
+			if (popt.combat) {
+				if (acc.n == fit_batch_cap) {
+					fit_batch_cap = fit_batch_cap ? 2 * fit_batch_cap : 1024;
+					fit_batch = xrealloc(fit_batch, sizeof(char *) * (size_t)fit_batch_cap);
+				}
+				fit_batch[acc.n] = xstrdup(row_batch(in, r, d));
+			}
 			block_push(&acc, id, wrow, y, d);
 		} else {
-			stage2(wrow, wtmp, orow, 1, qscr);
+			int32_t cb = -1, cl = -1;
+			if (S.combat) row_combat(in, r, d, y, &cb, &cl);
+			stage2(wrow, wtmp, orow, 1, qscr, cb, cl);
 			if (whole) block_push(&acc, id, orow, y, d);
 			else block_push(&ob, id, orow, y, d);
 		}
 	}
 	if (!whole) emit(&ob);
+}
+
+/* fit ComBat on the accumulated rows (W space, after log2/quantile) and correct them */
+static void fit_combat(void)
+{
+	int n = acc.n, G = S.ngenes;
+	for (int i = 0; i < n; i++)
+		for (int g = 0; g < G; g++)
+			if (isnan(acc.x[(size_t)i * G + g]))
+				die("sample '%s' lacks gene %s: ComBat needs every gene in every sample "
+				    "(align the inputs with --genes to their common genes, or --missing mean)", acc.ids[i], S.genes[g]);
+	StrMap bm;
+	sm_init(&bm, 64);
+	char **bn = xmallocarray((size_t)n + 1, sizeof(char *));
+	int32_t *bi = xmallocarray((size_t)n + 1, sizeof(int32_t));
+	int nb = 0;
+	for (int i = 0; i < n; i++) {
+		int k = sm_get(&bm, fit_batch[i]);
+		if (k < 0) { k = sm_put(&bm, fit_batch[i], nb); bn[nb++] = fit_batch[i]; }
+		bi[i] = k;
+	}
+	if (nb < 2) die("--combat %s: one batch ('%s') in the data; nothing to correct", combat_col, bn[0]);
+	int nl = 1;
+	int32_t *li = NULL;
+	if (S.o.combat_labels) {
+		if (H.nclass < 1) die("--combat-keep-labels: the samples have no labels");
+		nl = H.nclass;
+		li = xmallocarray((size_t)n + 1, sizeof(int32_t));
+		for (int i = 0; i < n; i++) {
+			if (acc.y[i] < 0) die("--combat-keep-labels: sample '%s' is unlabelled; every fitted sample needs a label", acc.ids[i]);
+			li[i] = acc.y[i];
+		}
+	}
+	Combat *c = xcalloc(1, sizeof(Combat));
+	combat_init(c, G, nb, nl, S.o.combat_mean_only, S.genes, bn, nl > 1 ? H.classes : NULL);
+	combat_add(c, acc.x, n, bi, li);
+	int un = combat_finalize(c);
+	char b1[32], b2[32];
+	info("ComBat%s on %d batches (%s): %s of %s genes adjusted", c->mean_only_used ? " (mean only)" : "", nb, combat_col,
+	     fmt_count(G - un, b1), fmt_count(G, b2));
+	combat_apply(c, acc.x, n, bi, li);
+	S.combat = c;
+	sm_free(&bm);
+	free(bn); free(bi); free(li);
+	for (int i = 0; i < n; i++) free(fit_batch[i]);
 }
 
 int main(int argc, char **argv)
@@ -447,7 +548,7 @@ int main(int argc, char **argv)
 	enum { O_FORMAT = 256, O_DELIM, O_GAR, O_GENEID, O_LABCOL, O_LABELS, O_IDCOL, O_CLASSES, O_DOMAIN,
 	       O_DUP, O_ICASE, O_MISSING, O_BLOCK, O_DROP, O_CPM, O_LOG2, O_QUANT, O_TOPV, O_Z, O_FIT,
 	       O_STATS, O_LIKE, O_GENES, O_FILL, O_MERGE, O_SHOW, O_ROWS, O_PROGRESS, O_QUIET, O_HELP,
-	       O_IGNORE, O_SAMPLES_FILE, O_WHERE, O_LABEL_FIELD };
+	       O_IGNORE, O_SAMPLES_FILE, O_WHERE, O_LABEL_FIELD, O_COMBAT, O_COMBAT_MEAN, O_COMBAT_LABELS };
 	static const struct option lo[] = {
 		{ "format", 1, 0, O_FORMAT }, { "delimiter", 1, 0, O_DELIM }, { "genes-as-rows", 0, 0, O_GAR },
 		{ "gene-id", 1, 0, O_GENEID }, { "label-column", 1, 0, O_LABCOL }, { "labels", 1, 0, O_LABELS },
@@ -460,6 +561,8 @@ int main(int argc, char **argv)
 		{ "merge-stats", 1, 0, O_MERGE }, { "show", 1, 0, O_SHOW }, { "rows", 1, 0, O_ROWS },
 		{ "ignore-column", 1, 0, O_IGNORE }, { "samples-file", 1, 0, O_SAMPLES_FILE },
 		{ "where", 1, 0, O_WHERE }, { "label-field", 1, 0, O_LABEL_FIELD },
+		{ "combat", 1, 0, O_COMBAT }, { "combat-mean-only", 0, 0, O_COMBAT_MEAN },
+		{ "combat-keep-labels", 0, 0, O_COMBAT_LABELS },
 		{ "progress", 0, 0, O_PROGRESS }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 }
 	};
@@ -500,6 +603,12 @@ int main(int argc, char **argv)
 			break;
 		}
 		case O_LABEL_FIELD: topt.h5_label_field = optarg; break;
+		case O_COMBAT:
+			if (!*optarg) usage_error("--combat: empty column name");
+			combat_arg = optarg;
+			break;
+		case O_COMBAT_MEAN: popt.combat_mean_only = 1; transforms_given = 1; break;
+		case O_COMBAT_LABELS: popt.combat_labels = 1; transforms_given = 1; break;
 		case O_IGNORE: {
 			char *cp = xstrdup(optarg), *save = NULL;
 			for (char *tok = strtok_r(cp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -585,6 +694,9 @@ int main(int argc, char **argv)
 	if (label_column && labels_path == NULL && topt.genes_as_rows)
 		usage_error("--label-column: a genes-as-rows table has no label column; use --labels FILE");
 	if (id_column && !labels_path) usage_error("--id-column needs --labels FILE");
+	if ((popt.combat_mean_only || popt.combat_labels) && !combat_arg)
+		usage_error("--combat-mean-only and --combat-keep-labels need --combat COLUMN");
+	if (combat_arg && !stats_path && !like_path) popt.combat = 1;
 	if (ndomain_args > 1 && ndomain_args != (nin ? nin : 1))
 		usage_error("--domain given %d times for %d inputs (give it once or once per input)", ndomain_args, nin ? nin : 1);
 	static char *stdin_arg[] = { "-" };
@@ -609,6 +721,9 @@ int main(int argc, char **argv)
 		}
 		popt.drop_zero = S.o.drop_zero; popt.cpm = S.o.cpm; popt.log2 = S.o.log2; popt.quantile = S.o.quantile;
 		popt.zscore = S.o.zscore; popt.top_variable = S.o.top_variable;
+		popt.combat = S.o.combat; popt.combat_mean_only = S.o.combat_mean_only; popt.combat_labels = S.o.combat_labels;
+		if (combat_arg && !S.o.combat) usage_error("--combat with --stats/--like: the statistics were fitted without ComBat");
+		if (S.o.combat) combat_col = combat_arg ? combat_arg : S.combat_column;
 		popt.missing_mean |= S.o.missing_mean;
 		S.o.missing_mean = popt.missing_mean;
 		S.o.fill = popt.fill;
@@ -638,6 +753,11 @@ int main(int argc, char **argv)
 	if (topt.h5_label_field && (labels_path || label_column))
 		usage_error("--label-field with --labels/--label-column: give the labels one way");
 
+	if (!have_S && popt.combat) combat_col = combat_arg;
+	if (combat_col && strcmp(combat_col, "domain")) {
+		topt.batch_column = combat_col;
+		topt.h5_batch_field = combat_col;
+	}
 	/* open the inputs */
 	topt.label_column = labels_path ? NULL : label_column;
 	topt.allow_missing = popt.missing_mean;
@@ -660,6 +780,9 @@ int main(int argc, char **argv)
 			free(d);
 		}
 		if (in->t.format != TF_STREAM && (labels_path || label_column || topt.h5_label_field)) any_text_labels = 1;
+		if (topt.batch_column && in->t.format != TF_HDF5 && in->t.batch_col < 0)
+			die("%s: --combat %s: this input has no metadata columns (a stream, GCT or genes-as-rows table); "
+			    "--combat domain corrects between inputs", in->name, combat_col);
 	}
 	int any_h5 = 0;
 	for (int i = 0; i < nin; i++) any_h5 |= ins[i].t.format == TF_HDF5;
@@ -681,7 +804,10 @@ int main(int argc, char **argv)
 
 	fit = !have_S && (prep_needs_fit(&popt) || fit_path);
 	whole = fit || (any_text_labels && !fixed_classes);
-	if (!have_S) stats_init(&S, &popt, W, nW);
+	if (!have_S) {
+		stats_init(&S, &popt, W, nW);
+		if (popt.combat) S.combat_column = xstrdup(combat_col);
+	}
 
 	FILE *fp = stdout;
 	sw_init(&out, fp, "<stdout>");
@@ -777,7 +903,9 @@ int main(int argc, char **argv)
 	}
 	if (fit) {
 		if (acc.n == 0) die("%s: no samples to fit on", ins[0].name);
-		stats_fit(&S, acc.x, acc.n, raw_sum, raw_count);
+		stats_fit_prepare(&S, acc.x, acc.n, raw_sum, raw_count);
+		if (popt.combat) fit_combat();
+		stats_fit_finish(&S, acc.x, acc.n);
 		/* stats_fit compacted the genes for drop-zero: acc.x rows now have S.ngenes columns */
 		if (S.ngenes != nW) {
 			char b1[32];
@@ -801,7 +929,7 @@ int main(int argc, char **argv)
 		block_init(&ob, S.nsel, topt.block_rows);
 		orow = xrealloc(orow, sizeof(float) * (size_t)(S.nsel + 1));
 		for (int r = 0; r < acc.n; r++) {
-			if (fit) stage2(acc.x + (size_t)r * nW, wtmp, orow, 0, qscr);
+			if (fit) stage2(acc.x + (size_t)r * nW, wtmp, orow, 0, qscr, -1, -1);
 			else memcpy(orow, acc.x + (size_t)r * S.nsel, sizeof(float) * (size_t)S.nsel);
 			block_push(&ob, acc.ids[r], orow, acc.y[r], acc.d[r]);
 			if (ob.n == topt.block_rows) emit(&ob);

@@ -204,3 +204,58 @@ if normalize --help | grep -q hdf5 && ${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -I"$R
 else
 	echo "# HDF5 tools could not be built: normalize HDF5 tests skipped ($(head -c 200 "$TMP/cc.err"))"
 fi
+
+# ComBat: three batches with a shift on every gene (b2 grows with the gene), a class effect
+awk 'BEGIN { srand(3); printf "id,batch,label"; for (g = 1; g <= 6; g++) printf ",G%d", g; print ""
+	for (i = 1; i <= 30; i++) { b = i <= 12 ? "b1" : (i <= 22 ? "b2" : "b3"); l = i % 2 ? "tumor" : "normal"; printf "S%d,%s,%s", i, b, l
+	for (g = 1; g <= 6; g++) printf ",%d", 50 + 30 * rand() + (b == "b2" ? 40 * g : 0) + (b == "b3" ? 15 : 0) + (l == "tumor" ? 20 : 0); print "" } }' >"$TMP/cb.csv"
+# spread of the per-batch means of G6 (largest minus smallest)
+gap() { normalize --show csv "$1" | awk -F, 'NR > 1 { i = substr($1, 2) + 0; b = i <= 12 ? 1 : (i <= 22 ? 2 : 3); s[b] += $9; n[b]++ }
+	END { lo = 1e9; hi = -1e9; for (b = 1; b <= 3; b++) { m = s[b] / n[b]; if (m < lo) lo = m; if (m > hi) hi = m } printf "%.4f\n", hi - lo }'; }
+normalize -q --log2 --label-column label --ignore-column batch "$TMP/cb.csv" >"$TMP/cb0.mpk"
+run normalize-11.1 0 normalize --combat batch --label-column label --log2 --fit-stats "$TMP/cb.stats" "$TMP/cb.csv"
+err_has "normalize: ComBat on 3 batches (batch): 6 of 6 genes adjusted"
+cp "$OUT" "$TMP/cb1.mpk"
+ok normalize-11.2 awk -v a="$(gap "$TMP/cb0.mpk")" -v b="$(gap "$TMP/cb1.mpk")" 'BEGIN { exit !(a > 1.5 && b < 0.1) }'
+normalize --show header "$TMP/cb1.mpk" >"$TMP/h.txt"
+ok normalize-11.3 grep -q '"steps": \["log2", "combat"\]' "$TMP/h.txt"
+# the saved fit applied to the same samples gives the fitted output; --like too
+normalize -q --stats "$TMP/cb.stats" --label-column label "$TMP/cb.csv" | normalize --show csv >"$TMP/ap.csv"
+normalize --show csv "$TMP/cb1.mpk" >"$TMP/fi.csv"
+ok normalize-11.4 cmp "$TMP/ap.csv" "$TMP/fi.csv"
+normalize -q --like "$TMP/cb1.mpk" --label-column label "$TMP/cb.csv" | normalize --show csv | cut -d, -f1,4- >"$TMP/lk.csv"
+ok normalize-11.5 sh -c "cut -d, -f1,4- '$TMP/fi.csv' | cmp - '$TMP/lk.csv'"
+# mean-only, labels kept (with z-score: the class difference survives)
+run normalize-11.6 0 normalize -q --combat batch --combat-mean-only --label-column label --log2 "$TMP/cb.csv"
+ok normalize-11.7 awk -v b="$(gap "$OUT")" 'BEGIN { exit !(b < 0.3) }'
+run normalize-11.8 0 normalize -q --combat batch --combat-keep-labels --label-column label --log2 --zscore "$TMP/cb.csv"
+normalize --show csv "$OUT" | awk -F, 'NR > 1 { s[$3] += $9; n[$3]++ } END { exit !(s["tumor"] / n["tumor"] - s["normal"] / n["normal"] > 0.5) }'
+ok normalize-11.9 test $? -eq 0
+# domains as batches: two inputs
+grep -v ',b3,' "$TMP/cb.csv" | grep -v ',b2,' | cut -d, -f1,3- >"$TMP/one.csv"
+{ head -1 "$TMP/cb.csv"; grep ',b2,' "$TMP/cb.csv"; } | cut -d, -f1,3- >"$TMP/two.csv"
+run normalize-11.10 0 normalize --combat domain --label-column label --log2 "$TMP/one.csv" "$TMP/two.csv"
+err_has "ComBat on 2 batches (domain)"
+# errors
+{ head -4 "$TMP/cb.csv"; echo "X1,b9,tumor,1,2,3,4,5,6"; } >"$TMP/nb.csv"
+run normalize-11.11 1 normalize -q --stats "$TMP/cb.stats" --label-column label "$TMP/nb.csv"
+err_is "normalize: $TMP/nb.csv: sample 'X1': batch 'b9' is not one of the ComBat fit (b1, b2, b3)"
+run normalize-11.12 1 normalize -q --combat series --log2 "$TMP/cb.csv"
+err_is "normalize: $TMP/cb.csv: no column named 'series' (--combat)"
+run normalize-11.13 1 normalize -q --combat domain --log2 --ignore-column batch,label "$TMP/cb.csv"
+err_is "normalize: --combat domain: one batch ('cb') in the data; nothing to correct"
+run normalize-11.14 1 normalize -q --combat batch "$TMP/cb0.mpk"
+err_is "normalize: $TMP/cb0.mpk: --combat batch: this input has no metadata columns (a stream, GCT or genes-as-rows table); --combat domain corrects between inputs"
+awk -F, 'NR > 1 && NR < 31 { print $1 "," $3 } NR == 1 { print "id,cancer" }' "$TMP/cb.csv" >"$TMP/lab.csv"
+run normalize-11.15 1 normalize -q --combat batch --combat-keep-labels --log2 --ignore-column label --labels "$TMP/lab.csv" "$TMP/cb.csv"
+err_is "normalize: --combat-keep-labels: sample 'S30' is unlabelled; every fitted sample needs a label"
+run normalize-11.16 2 normalize -q --combat-mean-only "$TMP/cb.csv"
+err_has "normalize: --combat-mean-only and --combat-keep-labels need --combat COLUMN"
+run normalize-11.17 2 normalize -q --stats "$TMP/s.mpk" --combat batch "$TMP/cb.csv"
+err_has "normalize: --combat with --stats/--like: the statistics were fitted without ComBat"
+run normalize-11.18 1 normalize -q --merge-stats "$TMP/mm.mpk" "$TMP/cb.stats" "$TMP/cb.stats"
+err_is "normalize: $TMP/cb.stats: statistics with ComBat cannot be merged (ComBat is fitted on the data whole)"
+{ head -1 "$TMP/cb.csv"; sed -n '2,4p;14,16p' "$TMP/cb.csv"; } | cut -d, -f1-8 >"$TMP/short.csv"
+printf "G1\nG6\n" >"$TMP/g6.txt"
+run normalize-11.19 1 normalize -q --combat batch --log2 --label-column label --genes "$TMP/g6.txt" "$TMP/short.csv"
+err_is "normalize: sample 'S1' lacks gene G6: ComBat needs every gene in every sample (align the inputs with --genes to their common genes, or --missing mean)"
