@@ -24,7 +24,7 @@ static void poke_value(SReader *r, const msgpack_object *f, const msgpack_object
 	size_t n = 0;
 	if (k->type == MSGPACK_OBJECT_STR) {
 		n = k->via.str.size < sizeof key - 1 ? k->via.str.size : sizeof key - 1;
-		memcpy(key, k->via.str.ptr, n);
+		if (n) memcpy(key, k->via.str.ptr, n);
 	}
 	key[n] = 0;
 	int died;
