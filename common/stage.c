@@ -325,7 +325,10 @@ static void do_forward(Stage *s, const msgpack_object *req)
 		return;
 	}
 	const float *y = b ? mlp_forward(s->m, x.data, b, train) : NULL;
-	s->last_b = train ? b : 0;
+	/* backward may follow either mode: after an evaluation-mode forward it
+	 * differentiates the evaluation-mode function (BatchNorm with its running
+	 * statistics, no dropout), which is what input attributions need */
+	s->last_b = b;
 	int64_t sh[2] = { b, mlp_out(s->m) };
 	static const float none[1];
 	stage_ok(s, 1);
@@ -340,7 +343,7 @@ static void do_backward(Stage *s, const msgpack_object *req)
 	int b = req_matrix(s, req, "dy", mlp_out(s->m), &dy);
 	if (b != s->last_b || b == 0) {
 		tensor_free(&dy);
-		stage_error(s, "backward: dy has %d rows, the last training forward had %d", b, s->last_b);
+		stage_error(s, "backward: dy has %d rows, the last forward had %d", b, s->last_b);
 		return;
 	}
 	int want = req_bool(&s->in, req, "want_dx", 0);

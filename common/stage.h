@@ -43,7 +43,7 @@ struct Stage {
 	StageArch arch;
 	Mlp *m;                    /* NULL before init */
 	Optim opt;
-	int last_b;                /* rows of the last training forward, 0 if none */
+	int last_b;                /* rows of the last forward (either mode), 0 if none */
 	SReader in;
 	SWriter out;
 	/* the role's own requests; returns 0 for a request it does not know */

@@ -11,6 +11,20 @@
  *     model does not know is kept as its own row of the confusion matrix.
  *     Frames read: header, data, end.
  *
+ *   predict --explain --model MODEL.mpk [--class predicted|label|NAME]
+ *           [--baseline zeros|source-mean|FILE] [--steps 50] [--rule trapezoid|gauss-legendre]
+ *           [--attribute probability|logit] [--out-stream FILE] [--ranking FILE.csv]
+ *           [--rank-by signed|abs] [--top N] [--completeness FILE] [--batch-rows 2048]
+ *           [--encoder CMD] [--classifier CMD] [--progress] [FILE]
+ *     Integrated Gradients (common/explain.h, docs/EXPLAIN.md) on a PREPARED data
+ *     stream (the model's input features, e.g. from normalize --like MODEL.mpk),
+ *     computed through the encoder and classifier stages started as child processes
+ *     and loaded with the bundle's params. Writes the completeness CSV
+ *     "id,class,f_x,f_baseline,sum_attr,gap" on stdout (or --completeness FILE);
+ *     --out-stream a data stream whose x are the attributions; --ranking the
+ *     per-class gene ranking "class,gene,mean_attribution,mean_abs_attribution,
+ *     rank,samples". Frames read: header, data, end.
+ *
  *   predict --stage [--layers 128,64] [--act relu] [--norm none] [--dropout 0]
  *     Serves the classifier stage of docs/STAGES.md (hidden blocks, then a Linear of
  *     width "out" = number of classes giving logits). Besides the common requests it
@@ -18,6 +32,7 @@
  *     loss, the number correct, the predictions and dz in one round trip.
  *
  * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
+#include "explain.h"
 #include "metrics.h"
 #include "stage.h"
 #include "stream.h"
@@ -32,14 +47,40 @@
 static _Noreturn void usage(void)
 {
 	printf("Usage: predict --model MODEL.mpk [--eval] [--metrics-json FILE] [--format csv|stream] [FILE]\n"
+	       "       predict --explain --model MODEL.mpk [EXPLAIN OPTIONS] [FILE]\n"
 	       "       predict --stage [OPTIONS]\n"
-	       "Predict class probabilities from a latent stream (encode --model), or serve\n"
+	       "Predict class probabilities from a latent stream (encode --model), explain\n"
+	       "the predictions on a prepared data stream with Integrated Gradients, or serve\n"
 	       "the classifier stage of train-step (protocol: docs/STAGES.md).\n"
 	       "\n"
 	       "  --model FILE         model bundle written by train-step (inference)\n"
 	       "  --eval               compare with the labels: metrics on stderr (default off)\n"
 	       "  --metrics-json FILE  also write the metrics as JSON (implies --eval)\n"
 	       "  --format F           csv (id,predicted,p_<class>...) or stream (default csv)\n"
+	       "  --explain            Integrated Gradients on a prepared data stream (the\n"
+	       "                       model's input features, e.g. normalize --like MODEL.mpk):\n"
+	       "                       CSV id,class,f_x,f_baseline,sum_attr,gap on stdout\n"
+	       "  --class C            explain: the class attributed: predicted, label (the row's\n"
+	       "                       label; unlabelled rows use the predicted class) or a\n"
+	       "                       class name (default predicted)\n"
+	       "  --baseline B         explain: zeros, source-mean (from the bundle's\n"
+	       "                       preprocessing statistics) or FILE, a data stream whose\n"
+	       "                       mean row is the baseline (default zeros)\n"
+	       "  --steps N            explain: quadrature steps, 1..10000 (default 50)\n"
+	       "  --rule R             explain: trapezoid or gauss-legendre (default trapezoid)\n"
+	       "  --attribute A        explain: probability (softmax) or logit (default probability)\n"
+	       "  --out-stream FILE    explain: data stream of the attributions (x), ids, labels\n"
+	       "  --ranking FILE       explain: per-class gene ranking CSV (aggregated over the\n"
+	       "                       samples attributed to each class)\n"
+	       "  --rank-by K          explain: signed (mean attribution) or abs (mean |attribution|)\n"
+	       "                       (default signed)\n"
+	       "  --top N              explain: genes per class in the ranking, 0 = all (default 0)\n"
+	       "  --completeness FILE  explain: the completeness CSV to FILE instead of stdout\n"
+	       "  --batch-rows N       explain: interpolated rows per stage request (default 2048)\n"
+	       "  --encoder CMD        explain: encoder stage command (default: encode --stage\n"
+	       "                       next to this program)\n"
+	       "  --classifier CMD     explain: classifier stage command (default: predict --stage)\n"
+	       "  --progress           explain: progress on stderr even when it is not a terminal\n"
 	       "  --stage              serve the training stage on stdin/stdout\n"
 	       "  --layers LIST        hidden widths before the output layer (default 128,64)\n"
 	       "  --act NAME           relu, leaky-relu or tanh (default relu)\n"
@@ -243,7 +284,9 @@ static void run_model(const char *model, const char *path, int eval, const char 
 int main(int argc, char **argv)
 {
 	util_init(argv[0]);
-	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_EVAL, O_JSON, O_FORMAT };
+	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_EVAL, O_JSON, O_FORMAT,
+	       O_EXPLAIN, O_CLASS, O_BASELINE, O_STEPS, O_RULE, O_ATTRIBUTE, O_OUTSTREAM, O_RANKING, O_RANKBY,
+	       O_TOP, O_COMPLETENESS, O_BATCHROWS, O_ENCODER, O_CLASSIFIER, O_PROGRESS };
 	static const struct option opts[] = {
 		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
 		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
@@ -251,6 +294,14 @@ int main(int argc, char **argv)
 		{ "dropout", required_argument, 0, O_DROPOUT }, { "quiet", no_argument, 0, O_QUIET },
 		{ "eval", no_argument, 0, O_EVAL }, { "metrics-json", required_argument, 0, O_JSON },
 		{ "format", required_argument, 0, O_FORMAT },
+		{ "explain", no_argument, 0, O_EXPLAIN }, { "class", required_argument, 0, O_CLASS },
+		{ "baseline", required_argument, 0, O_BASELINE }, { "steps", required_argument, 0, O_STEPS },
+		{ "rule", required_argument, 0, O_RULE }, { "attribute", required_argument, 0, O_ATTRIBUTE },
+		{ "out-stream", required_argument, 0, O_OUTSTREAM }, { "ranking", required_argument, 0, O_RANKING },
+		{ "rank-by", required_argument, 0, O_RANKBY }, { "top", required_argument, 0, O_TOP },
+		{ "completeness", required_argument, 0, O_COMPLETENESS }, { "batch-rows", required_argument, 0, O_BATCHROWS },
+		{ "encoder", required_argument, 0, O_ENCODER }, { "classifier", required_argument, 0, O_CLASSIFIER },
+		{ "progress", no_argument, 0, O_PROGRESS },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	Stage s;
@@ -267,6 +318,9 @@ int main(int argc, char **argv)
 	s.arch.head = 1;
 	const char *model = NULL, *json = NULL;
 	int stage = 0, archopt = 0, eval = 0, stream = 0, c;
+	int explain = 0, explainopt = 0, formatopt = 0, progress_flag = 0;
+	ExplainArgs ex;
+	explain_args_init(&ex);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
@@ -286,16 +340,77 @@ int main(int argc, char **argv)
 		case O_EVAL: eval = 1; break;
 		case O_JSON: json = optarg; eval = 1; break;
 		case O_FORMAT:
+			formatopt = 1;
 			if (strcmp(optarg, "csv") == 0) stream = 0;
 			else if (strcmp(optarg, "stream") == 0) stream = 1;
 			else usage_error("--format: %s: expected csv or stream", optarg);
 			break;
+		case O_EXPLAIN: explain = 1; break;
+		case O_CLASS:
+			explainopt = 1;
+			if (strcmp(optarg, "predicted") == 0) ex.class_mode = IG_CLASS_PREDICTED;
+			else if (strcmp(optarg, "label") == 0) ex.class_mode = IG_CLASS_LABEL;
+			else if (!*optarg) usage_error("--class: needs a class name, predicted or label");
+			else { ex.class_mode = IG_CLASS_NAMED; ex.class_name = optarg; }
+			break;
+		case O_BASELINE:
+			explainopt = 1;
+			if (!*optarg) usage_error("--baseline: expected zeros, source-mean or a file");
+			if (strcmp(optarg, "blur") == 0)
+				usage_error("--baseline blur: a blurred-image baseline needs an image model (tiles); "
+				            "expression models take zeros, source-mean or FILE");
+			ex.baseline = optarg;
+			break;
+		case O_STEPS: ex.ig.steps = (int)parse_long("--steps", optarg, 1, 10000); explainopt = 1; break;
+		case O_RULE:
+			explainopt = 1;
+			if (strcmp(optarg, "trapezoid") == 0) ex.ig.rule = IG_TRAPEZOID;
+			else if (strcmp(optarg, "gauss-legendre") == 0 || strcmp(optarg, "gauss") == 0) ex.ig.rule = IG_GAUSS;
+			else usage_error("--rule: %s: expected trapezoid or gauss-legendre", optarg);
+			break;
+		case O_ATTRIBUTE:
+			explainopt = 1;
+			if (strcmp(optarg, "probability") == 0 || strcmp(optarg, "prob") == 0) ex.ig.output = IG_PROB;
+			else if (strcmp(optarg, "logit") == 0) ex.ig.output = IG_LOGIT;
+			else usage_error("--attribute: %s: expected probability or logit", optarg);
+			break;
+		case O_OUTSTREAM: ex.out_stream = optarg; explainopt = 1; break;
+		case O_RANKING: ex.ranking = optarg; explainopt = 1; break;
+		case O_RANKBY:
+			explainopt = 1;
+			if (strcmp(optarg, "signed") == 0) ex.rank_abs = 0;
+			else if (strcmp(optarg, "abs") == 0) ex.rank_abs = 1;
+			else usage_error("--rank-by: %s: expected signed or abs", optarg);
+			break;
+		case O_TOP: ex.top = (int)parse_long("--top", optarg, 0, 1 << 24); explainopt = 1; break;
+		case O_COMPLETENESS: ex.completeness = optarg; explainopt = 1; break;
+		case O_BATCHROWS: ex.ig.max_rows = (int)parse_long("--batch-rows", optarg, 1, 1 << 20); explainopt = 1; break;
+		case O_ENCODER: ex.encoder = optarg; explainopt = 1; break;
+		case O_CLASSIFIER: ex.classifier = optarg; explainopt = 1; break;
+		case O_PROGRESS: progress_flag = 1; explainopt = 1; break;
 		case 'h': usage();
 		case ':': usage_error("%s: needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (stage && model) usage_error("--stage and --model exclude each other");
+	if (explainopt && !explain) usage_error("--class, --baseline, --steps, --rule, --attribute, --out-stream, --ranking, "
+	                                        "--rank-by, --top, --completeness, --batch-rows, --encoder, --classifier "
+	                                        "and --progress apply to --explain");
+	if (explain) {
+		if (stage) usage_error("--explain and --stage exclude each other");
+		if (!model) usage_error("--explain needs --model FILE");
+		if (eval || formatopt) usage_error("--eval, --metrics-json and --format do not apply to --explain");
+		if (archopt) usage_error("--layers, --act, --slope, --norm and --dropout apply to --stage");
+		if (argc - optind > 1) usage_error("at most one input file");
+		if (ex.rank_abs && !ex.ranking) usage_error("--rank-by needs --ranking FILE");
+		if (ex.top && !ex.ranking) usage_error("--top needs --ranking FILE");
+		progress_setup(progress_flag, quiet);
+		ex.model = model;
+		ex.input = optind < argc ? argv[optind] : "-";
+		explain_run(&ex);
+		return 0;
+	}
 	if (!stage && !model) usage_error("needs --model FILE (inference) or --stage (training)");
 	if (stage) {
 		if (optind < argc) usage_error("--stage takes no file argument");
