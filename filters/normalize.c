@@ -1,9 +1,10 @@
 /* normalize: expression tables in, a data stream out.
  *
- * Reads CSV/TSV (samples as rows, or --genes-as-rows), GCT 1.2 or a data stream, plain
- * or gzip (detected by magic bytes), joins labels (a column of the table or an id->label
- * file), aligns genes to one list (the first input's, --genes, --stats or --like),
- * applies the transforms in their fixed order (drop-zero, CPM, log2(x+1), quantile,
+ * Reads CSV/TSV (samples as rows, or --genes-as-rows), GCT 1.2, ARCHS4 HDF5 or a data
+ * stream, plain or gzip (detected by magic bytes), skips named metadata columns, joins
+ * labels (a column of the table, an HDF5 metadata field or an id->label file), aligns
+ * genes to one list (the first input's, --genes, --stats or --like), applies the
+ * transforms in their fixed order (drop-zero, CPM, log2(x+1), quantile, ComBat,
  * top-variable, z-score), fits or applies saved statistics, and writes a data stream:
  *   header {kind:"data", features, classes, domains, preprocessing:{steps, genes,
  *           selected, fitted statistics}}, data {ids, x, y, d}..., end {rows, frames}.
