@@ -278,6 +278,17 @@ int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 			uint64_t declared;
 			long long k = mp_scan((unsigned char *)r->buf + r->pos, r->len - r->pos, &declared);
 			if (k < 0) { r->frame++; *why = "malformed msgpack"; return -1; }
+			if (k != 0 && declared > r->max_frame) {
+				/* malformed or complete: a declaration past the limit is refused either way */
+				r->frame++;
+				*why = "declared size exceeds the frame limit (DAPIPE_MAX_FRAME)";
+				return -1;
+			}
+			if (k > 0 && (size_t)k > r->max_frame) {
+				r->frame++;
+				*why = "frame exceeds the frame limit (DAPIPE_MAX_FRAME)";
+				return -1;
+			}
 			if (k == 0 && declared > r->max_frame) {
 				r->frame++;
 				*why = "declared size exceeds the frame limit (DAPIPE_MAX_FRAME)";
@@ -366,9 +377,9 @@ int obj_is_str(const msgpack_object *o, const char *s)
 char *obj_strdup(const SReader *r, const msgpack_object *o, const char *what)
 {
 	if (!o || o->type != MSGPACK_OBJECT_STR) sr_fail(r, "%s: expected a string", what);
-	if (memchr(o->via.str.ptr, 0, o->via.str.size)) sr_fail(r, "%s: string contains a NUL byte", what);
+	if (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)) sr_fail(r, "%s: string contains a NUL byte", what);
 	char *s = xmalloc(o->via.str.size + 1);
-	memcpy(s, o->via.str.ptr, o->via.str.size);
+	if (o->via.str.size) memcpy(s, o->via.str.ptr, o->via.str.size);
 	s[o->via.str.size] = 0;
 	return s;
 }
@@ -739,6 +750,8 @@ static void data_start(DataIn *in)
 	const msgpack_object *f = sr_next(&in->r);
 	if (!f) sr_fail(&in->r, "empty stream (no header frame)");
 	header_parse(&in->r, f, &in->h);
+	if (strcmp(in->h.kind, "data") != 0)
+		sr_fail(&in->r, "a \"%s\" stream, not a data stream", in->h.kind);
 }
 
 void data_open(DataIn *in, const char *path) { sr_open(&in->r, path); data_start(in); }
@@ -781,6 +794,13 @@ int data_next(DataIn *in, Block *b)
 			if (yy[i] < -1 || yy[i] >= in->h.nclass) sr_fail(&in->r, "row %d (%s): label %d is not a class of the header", i, ids[i], yy[i]);
 			if (dd[i] < 0 || dd[i] >= in->h.ndom) sr_fail(&in->r, "row %d (%s): domain %d is not a domain of the header", i, ids[i], dd[i]);
 		}
+		const float *xx = x.data;
+		for (size_t i = 0; i < (size_t)n * (size_t)in->h.nfeat; i++)
+			if (!isfinite(xx[i])) {
+				size_t row = i / (size_t)in->h.nfeat, col = i % (size_t)in->h.nfeat;
+				sr_fail(&in->r, "row %zu (%s): feature %s is %s", row, ids[row], in->h.features[col],
+				        isnan(xx[i]) ? "NaN" : "infinite");
+			}
 		block_clear(b);
 		if (b->f != in->h.nfeat || b->cap < n) {
 			free(b->x); b->x = NULL; b->cap = 0; b->f = in->h.nfeat;
