@@ -6,6 +6,17 @@
  *     comes from the target domain) or "id,domain,score" (WGAN-GP: the critic's score,
  *     high for source-like rows). Frames read: header, data, end.
  *
+ *   discriminate --alignment [--seed 1] [--source NAME] [--target NAME] [--max-rows 2000]
+ *                [--format json|csv] [--name TEXT] [LATENT | SOURCE_LATENT TARGET_LATENT]
+ *     Domain-alignment metrics between source and target features (common/align.h,
+ *     docs/EXPLAIN.md): the proxy A-distance of a fresh linear domain classifier
+ *     (trained on a seeded half, balanced error on the other half, PAD = 2(1 - 2 err))
+ *     and the unbiased RBF-kernel MMD^2 with the median-heuristic bandwidth. One
+ *     stream (stdin by default): its domains named by --source/--target (default the
+ *     domains "source" and "target", or the first two of the header); two streams:
+ *     every row of the first is source, of the second target. Writes one JSON object
+ *     (or a CSV header and row) on stdout. Frames read: header, data, end.
+ *
  *   discriminate --stage --method dann|wgan-gp [--layers 256,128,64] [--act A] [--norm none]
  *     Serves the domain stage of docs/STAGES.md: hidden blocks then a Linear of width 1.
  *     dann: the gradient reversal layer and a binary domain classifier (request
@@ -18,6 +29,7 @@
  *       with slope 0.2; BatchNorm is refused (the gradient penalty is per sample).
  *
  * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
+#include "align.h"
 #include "stage.h"
 #include "stream.h"
 #include "util.h"
@@ -30,11 +42,25 @@
 static _Noreturn void usage(void)
 {
 	printf("Usage: discriminate --model MODEL.mpk [FILE]\n"
+	       "       discriminate --alignment [OPTIONS] [LATENT | SOURCE_LATENT TARGET_LATENT]\n"
 	       "       discriminate --stage --method dann|wgan-gp [OPTIONS]\n"
-	       "Score the domain of a latent stream (encode --model), or serve the domain\n"
-	       "stage of train-step (protocol: docs/STAGES.md).\n"
+	       "Score the domain of a latent stream (encode --model), measure how well source\n"
+	       "and target features are aligned, or serve the domain stage of train-step\n"
+	       "(protocol: docs/STAGES.md).\n"
 	       "\n"
 	       "  --model FILE       model bundle written by train-step (inference)\n"
+	       "  --alignment        proxy A-distance and MMD between source and target rows\n"
+	       "                     (JSON on stdout)\n"
+	       "  --seed N           alignment: seed of the split and subsample (default 1)\n"
+	       "  --source NAME      alignment: the source domain of a single stream (default\n"
+	       "                     \"source\", else the header's first domain)\n"
+	       "  --target NAME      alignment: the target domain (default \"target\", else the\n"
+	       "                     header's second domain)\n"
+	       "  --max-rows N       alignment: rows per domain entering MMD, a seeded\n"
+	       "                     subsample (default 2000)\n"
+	       "  --format F         alignment: json or csv (default json)\n"
+	       "  --name TEXT        alignment: a name field for the result, e.g. before/after\n"
+	       "                     (default none)\n"
 	       "  --stage            serve the training stage on stdin/stdout\n"
 	       "  --method M         dann or wgan-gp (default dann)\n"
 	       "  --layers LIST      hidden widths before the 1-wide output (default 256,128,64)\n"
@@ -261,16 +287,146 @@ static void run_model(const char *model, const char *path)
 	bundle_free(&b);
 }
 
+/* ---- alignment metrics ---- */
+
+typedef struct {
+	uint64_t seed;
+	const char *source, *target, *name;
+	int max_rows, csv, nfiles;
+	char **files;
+} AlignArgs;
+
+typedef struct { float *x; long n, cap; } Rows;
+
+static void rows_push(Rows *r, const float *x, int H)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 256;
+		r->x = xrealloc(r->x, sizeof(float) * (size_t)r->cap * H);
+	}
+	memcpy(r->x + (size_t)r->n * H, x, sizeof(float) * H);
+	r->n++;
+}
+
+static int find_domain(const Header *h, const char *name)
+{
+	for (int i = 0; i < h->ndom; i++)
+		if (strcmp(h->domains[i], name) == 0) return i;
+	return -1;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\') printf("\\%c", *s);
+		else if ((unsigned char)*s < 32) printf("\\u%04x", *s);
+		else putchar(*s);
+	}
+	putchar('"');
+}
+
+static void run_alignment(const AlignArgs *a)
+{
+	Rows rs = { 0 }, rt = { 0 };
+	int H = -1;
+	char **feat = NULL;
+	const char *first = NULL;
+	int nf = a->nfiles ? a->nfiles : 1;
+	for (int f = 0; f < nf; f++) {
+		DataIn d;
+		data_open(&d, a->nfiles ? a->files[f] : "-");
+		if (H < 0) {
+			H = d.h.nfeat;
+			if (H < 1) die("%s: no features", d.r.name);
+			feat = xmallocarray((size_t)H, sizeof(char *));
+			for (int j = 0; j < H; j++) feat[j] = xstrdup(d.h.features[j]);
+			first = xstrdup(d.r.name);
+		} else {
+			if (d.h.nfeat != H)
+				die("%s: %d features, %s has %d (encode both with the same model)", d.r.name, d.h.nfeat, first, H);
+			for (int j = 0; j < H; j++)
+				if (strcmp(d.h.features[j], feat[j]) != 0)
+					die("%s: feature %d is %s, %s has %s there", d.r.name, j + 1, d.h.features[j], first, feat[j]);
+		}
+		int ds = -1, dt = -1;
+		if (nf == 1) {
+			ds = a->source ? find_domain(&d.h, a->source) : find_domain(&d.h, "source");
+			dt = a->target ? find_domain(&d.h, a->target) : find_domain(&d.h, "target");
+			if (a->source && ds < 0) die("%s: no domain \"%s\" in the header", d.r.name, a->source);
+			if (a->target && dt < 0) die("%s: no domain \"%s\" in the header", d.r.name, a->target);
+			if (!a->source && !a->target && (ds < 0 || dt < 0)) {
+				if (d.h.ndom < 2)
+					die("%s: %d domain%s in the header: alignment needs source and target rows "
+					    "(one stream with two domains, or two streams)", d.r.name, d.h.ndom, d.h.ndom == 1 ? "" : "s");
+				ds = 0;
+				dt = 1;
+			}
+			if (ds < 0) ds = dt == 0 ? 1 : 0;
+			if (dt < 0) dt = ds == 0 ? 1 : 0;
+			if (ds == dt) usage_error("--source and --target name the same domain");
+			if (dt >= d.h.ndom) die("%s: one domain in the header: alignment needs a second", d.r.name);
+		}
+		Block blk;
+		block_init(&blk, H, 256);
+		while (data_next(&d, &blk))
+			for (int i = 0; i < blk.n; i++) {
+				const float *x = blk.x + (size_t)i * H;
+				for (int j = 0; j < H; j++)
+					if (!isfinite(x[j])) die("%s: row %s: feature %d is not finite", d.r.name, blk.ids[i], j + 1);
+				if (nf == 2) rows_push(f == 0 ? &rs : &rt, x, H);
+				else if (blk.d[i] == ds) rows_push(&rs, x, H);
+				else if (blk.d[i] == dt) rows_push(&rt, x, H);
+			}
+		block_free(&blk);
+		data_close(&d);
+	}
+	if (rs.n < 2 || rt.n < 2)
+		die("%s: %ld source and %ld target rows: alignment needs at least 2 of each", first, rs.n, rt.n);
+	if (rs.n > (1L << 24) || rt.n > (1L << 24)) die("%s: too many rows", first);
+	PadResult pr;
+	MmdResult mr;
+	align_pad(rs.x, (int)rs.n, rt.x, (int)rt.n, H, a->seed, &pr);
+	align_mmd(rs.x, (int)rs.n, rt.x, (int)rt.n, H, a->seed, a->max_rows, &mr);
+	if (a->csv) {
+		printf("%spad,pad_error,mmd2,mmd,sigma2,n_source,n_target,features\n", a->name ? "name," : "");
+		if (a->name) {
+			if (strpbrk(a->name, ",\"\n\r")) usage_error("--name: %s: no commas, quotes or newlines in CSV", a->name);
+			printf("%s,", a->name);
+		}
+		printf("%.6g,%.6g,%.6g,%.6g,%.6g,%ld,%ld,%d\n", pr.pad, pr.err, mr.mmd2, mr.mmd, mr.sigma2, rs.n, rt.n, H);
+	} else {
+		printf("{");
+		if (a->name) { printf("\"name\": "); json_str(a->name); printf(", "); }
+		printf("\"pad\": %.6g, \"pad_error\": %.6g, \"pad_error_source\": %.6g, \"pad_error_target\": %.6g, "
+		       "\"pad_train_rows\": %d, \"pad_test_rows\": %d, \"mmd2\": %.6g, \"mmd\": %.6g, \"sigma2\": %.6g, "
+		       "\"mmd_rows_source\": %d, \"mmd_rows_target\": %d, \"n_source\": %ld, \"n_target\": %ld, "
+		       "\"features\": %d, \"seed\": %llu}\n",
+		       pr.pad, pr.err, pr.err_source, pr.err_target, pr.n_train, pr.n_test, mr.mmd2, mr.mmd, mr.sigma2,
+		       mr.ns, mr.nt, rs.n, rt.n, H, (unsigned long long)a->seed);
+	}
+	for (int j = 0; j < H; j++) free(feat[j]);
+	free(feat);
+	free((char *)first);
+	free(rs.x);
+	free(rt.x);
+}
+
 int main(int argc, char **argv)
 {
 	util_init(argv[0]);
-	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_METHOD };
+	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_METHOD,
+	       O_ALIGN, O_SEED, O_SOURCE, O_TARGET, O_MAXROWS, O_FORMAT, O_NAME };
 	static const struct option opts[] = {
 		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
 		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
 		{ "slope", required_argument, 0, O_SLOPE }, { "norm", required_argument, 0, O_NORM },
 		{ "dropout", required_argument, 0, O_DROPOUT }, { "quiet", no_argument, 0, O_QUIET },
 		{ "method", required_argument, 0, O_METHOD }, { "critic", required_argument, 0, O_METHOD },
+		{ "alignment", no_argument, 0, O_ALIGN }, { "seed", required_argument, 0, O_SEED },
+		{ "source", required_argument, 0, O_SOURCE }, { "target", required_argument, 0, O_TARGET },
+		{ "max-rows", required_argument, 0, O_MAXROWS }, { "format", required_argument, 0, O_FORMAT },
+		{ "name", required_argument, 0, O_NAME },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	Stage s;
@@ -288,6 +444,8 @@ int main(int argc, char **argv)
 	s.arch.fixed_out = 1;
 	const char *model = NULL;
 	int stage = 0, archopt = 0, act = -1, c;
+	AlignArgs al = { .seed = 1, .max_rows = 2000 };
+	int align = 0, alignopt = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
@@ -309,6 +467,18 @@ int main(int argc, char **argv)
 			else usage_error("--method: %s: expected dann or wgan-gp", optarg);
 			archopt = 1;
 			break;
+		case O_ALIGN: align = 1; break;
+		case O_SEED: al.seed = (uint64_t)parse_long("--seed", optarg, 0, 2147483647L); alignopt = 1; break;
+		case O_SOURCE: al.source = optarg; alignopt = 1; break;
+		case O_TARGET: al.target = optarg; alignopt = 1; break;
+		case O_MAXROWS: al.max_rows = (int)parse_long("--max-rows", optarg, 2, 100000); alignopt = 1; break;
+		case O_FORMAT:
+			if (strcmp(optarg, "json") == 0) al.csv = 0;
+			else if (strcmp(optarg, "csv") == 0) al.csv = 1;
+			else usage_error("--format: %s: expected json or csv", optarg);
+			alignopt = 1;
+			break;
+		case O_NAME: al.name = optarg; alignopt = 1; break;
 		case 'h': usage();
 		case ':': usage_error("%s: needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s", argv[optind - 1]);
@@ -316,6 +486,18 @@ int main(int argc, char **argv)
 	}
 	int wgan = strcmp(s.method, "wgan-gp") == 0;
 	s.arch.act = act >= 0 ? (Act)act : wgan ? ACT_LEAKY_RELU : ACT_RELU;
+	if (alignopt && !align) usage_error("--seed, --source, --target, --max-rows, --format and --name apply to --alignment");
+	if (align) {
+		if (stage || model) usage_error("--alignment excludes --stage and --model");
+		if (archopt) usage_error("--method, --layers, --act, --slope, --norm and --dropout apply to --stage");
+		if (argc - optind > 2) usage_error("--alignment reads one stream or two (source, then target)");
+		if (argc - optind == 2 && (al.source || al.target))
+			usage_error("--source and --target name the domains of a single stream (with two, the first is the source)");
+		al.nfiles = argc - optind;
+		al.files = argv + optind;
+		run_alignment(&al);
+		return 0;
+	}
 	if (stage && model) usage_error("--stage and --model exclude each other");
 	if (!stage && !model) usage_error("needs --model FILE (inference) or --stage (training)");
 	if (stage) {

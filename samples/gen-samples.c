@@ -17,7 +17,8 @@
  *
  * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1600),
  * --archs4 N (1600), --gtex N (500), --samples N (all three), --shift S (1.0),
- * --no-gzip, --quiet, --help. A cohort size of 0 skips that cohort.
+ * --no-gzip, --markers-out FILE (CSV class,gene,symbol,effect of the planted class
+ * markers), --quiet, --help. A cohort size of 0 skips that cohort.
  *
  * Exit codes: 0 ok, 1 runtime error (cannot write), 2 usage error.
  */
@@ -574,6 +575,20 @@ static void write_genes(const Model *m, const char *dir)
 	out_close(&o);
 }
 
+/* the planted class markers: class,gene (Ensembl id without version),symbol,effect (log2) */
+static void write_markers(const Model *m, const char *path)
+{
+	AtomicFile af;
+	FILE *fp = atomic_open(&af, path);
+	fputs("class,gene,symbol,effect\n", fp);
+	for (int c = 0; c < NCLASS; c++)
+		for (int j = 0; j < m->G; j++) {
+			double e = m->delta[(size_t)c * m->G + j];
+			if (e != 0) fprintf(fp, "%s,%s,%s,%.4f\n", CLASSES[c], m->g[j].id, m->g[j].sym, e);
+		}
+	atomic_commit(&af);
+}
+
 static void help(void)
 {
 	printf(
@@ -594,6 +609,9 @@ static void help(void)
 "      --shift S      strength of the cohort shift, 0..5; 0 leaves only label\n"
 "                     shift and file-format differences (default 1)\n"
 "      --no-gzip      write tcga.csv, archs4.tsv, gtex.gct uncompressed\n"
+"      --markers-out FILE  also write the planted class markers as CSV\n"
+"                     class,gene,symbol,effect (gene: Ensembl id without version;\n"
+"                     effect: log2 shift in that class) (default: not written)\n"
 "  -q, --quiet        no summary on stderr\n"
 "  -h, --help         this help\n"
 "\n"
@@ -615,7 +633,8 @@ int main(int argc, char **argv)
 	int G = 2000, gz = 1, qflag = 0;
 	int ntcga = 1200, narchs4 = 1200, ngtex = 500;
 	double shift = 1.0;
-	enum { O_TCGA = 256, O_ARCHS4, O_GTEX, O_SAMPLES, O_SHIFT, O_NOGZ };
+	enum { O_TCGA = 256, O_ARCHS4, O_GTEX, O_SAMPLES, O_SHIFT, O_NOGZ, O_MARKERS };
+	const char *markers = NULL;
 	static const struct option opts[] = {
 		{ "out", required_argument, 0, 'o' },
 		{ "seed", required_argument, 0, 's' },
@@ -626,6 +645,7 @@ int main(int argc, char **argv)
 		{ "samples", required_argument, 0, O_SAMPLES },
 		{ "shift", required_argument, 0, O_SHIFT },
 		{ "no-gzip", no_argument, 0, O_NOGZ },
+		{ "markers-out", required_argument, 0, O_MARKERS },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -643,6 +663,7 @@ int main(int argc, char **argv)
 		case O_SAMPLES: ntcga = narchs4 = ngtex = cohort_size("--samples", optarg); break;
 		case O_SHIFT: shift = parse_double("--shift", optarg, 0.0, 5.0); break;
 		case O_NOGZ: gz = 0; break;
+		case O_MARKERS: markers = optarg; break;
 		case 'q': qflag = 1; break;
 		case 'h': help(); return 0;
 		case ':': usage_error("%s: missing argument", argv[optind - 1]);
@@ -677,6 +698,7 @@ int main(int argc, char **argv)
 	build_cohort(&m, &gtex, seed);
 
 	write_genes(&m, dir);
+	if (markers) write_markers(&m, markers);
 	if (ntcga) write_tcga(&m, &tcga, seed, dir, gz);
 	if (narchs4) write_archs4(&m, &archs4, seed, dir, gz);
 	if (ngtex) write_gtex(&m, &gtex, seed, dir, gz);
