@@ -344,43 +344,57 @@ void lab_to_rgb8(const double lab[3], uint8_t rgb[3])
 
 /* ---- Reinhard ---- */
 
+/* means and population standard deviations of n LAB triples: two passes (no cancellation) */
+static void lab_stats(const double *lab, long n, Reinhard *r)
+{
+	double s[3] = { 0, 0, 0 }, ss[3] = { 0, 0, 0 };
+	for (long i = 0; i < n; i++)
+		for (int k = 0; k < 3; k++) s[k] += lab[3 * i + k];
+	for (int k = 0; k < 3; k++) r->mean[k] = s[k] / (double)n;
+	for (long i = 0; i < n; i++)
+		for (int k = 0; k < 3; k++) {
+			double d = lab[3 * i + k] - r->mean[k];
+			ss[k] += d * d;
+		}
+	for (int k = 0; k < 3; k++) r->std[k] = sqrt(ss[k] / (double)n);
+}
+
+static double *to_lab(const uint8_t *px, long n)
+{
+	double *lab = xmallocarray((size_t)n, 3 * sizeof *lab);
+	for (long i = 0; i < n; i++) rgb8_to_lab(px + 3 * i, lab + 3 * i);
+	return lab;
+}
+
 int reinhard_estimate(Reinhard *r, const uint8_t *px, long n)
 {
 	if (n <= 0) return STAIN_FEW_PIXELS;
-	double s[3] = { 0, 0, 0 }, ss[3] = { 0, 0, 0 };
-	/* two passes: the mean, then the squared deviations (no cancellation) */
-	for (long i = 0; i < n; i++) {
-		double lab[3];
-		rgb8_to_lab(px + 3 * i, lab);
-		for (int k = 0; k < 3; k++) s[k] += lab[k];
-	}
-	for (int k = 0; k < 3; k++) r->mean[k] = s[k] / (double)n;
-	for (long i = 0; i < n; i++) {
-		double lab[3];
-		rgb8_to_lab(px + 3 * i, lab);
-		for (int k = 0; k < 3; k++) ss[k] += (lab[k] - r->mean[k]) * (lab[k] - r->mean[k]);
-	}
-	for (int k = 0; k < 3; k++) r->std[k] = sqrt(ss[k] / (double)n);
+	double *lab = to_lab(px, n);
+	lab_stats(lab, n, r);
+	free(lab);
 	return STAIN_OK;
 }
 
 int reinhard_apply(const Reinhard *ref, const uint8_t *in, uint8_t *out, long n)
 {
+	if (n <= 0) return STAIN_FEW_PIXELS;
+	double *lab = to_lab(in, n);
 	Reinhard src;
-	if (reinhard_estimate(&src, in, n) != STAIN_OK) return STAIN_FEW_PIXELS;
+	lab_stats(lab, n, &src);
 	if (src.std[0] < 1e-6 && src.std[1] < 1e-6 && src.std[2] < 1e-6) {
 		/* one flat colour: nothing to match */
+		free(lab);
 		if (out != in) memcpy(out, in, (size_t)n * 3);
 		return STAIN_DEGENERATE;
 	}
 	double scale[3];
 	for (int k = 0; k < 3; k++) scale[k] = src.std[k] < 1e-6 ? 1.0 : ref->std[k] / src.std[k];
 	for (long i = 0; i < n; i++) {
-		double lab[3];
-		rgb8_to_lab(in + 3 * i, lab);
-		for (int k = 0; k < 3; k++) lab[k] = (lab[k] - src.mean[k]) * scale[k] + ref->mean[k];
-		lab_to_rgb8(lab, out + 3 * i);
+		double *l = lab + 3 * i;
+		for (int k = 0; k < 3; k++) l[k] = (l[k] - src.mean[k]) * scale[k] + ref->mean[k];
+		lab_to_rgb8(l, out + 3 * i);
 	}
+	free(lab);
 	return STAIN_OK;
 }
 
