@@ -28,6 +28,7 @@
 #include "proto.h"
 #include "stream.h"
 #include "util.h"
+#include "validate.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -38,8 +39,13 @@
 
 enum { M_SOURCE_ONLY, M_TARGET_ONLY, M_DANN, M_WGAN, M_COUNT };
 static const char *method_names[M_COUNT] = { "source-only", "target-only", "dann", "wgan-gp" };
-enum { SEL_DEFAULT = -1, SEL_TARGET_VAL, SEL_SOURCE_VAL, SEL_LAST };
-static const char *select_names[3] = { "target-val", "source-val", "last" };
+/* model selection: target-val, last, or a validator of validate.h (SEL_V + VAL_...;
+ * source-val is the validator VAL_SOURCE_ACC) */
+enum { SEL_DEFAULT = -1, SEL_TARGET_VAL, SEL_LAST, SEL_V };
+#define SEL_SOURCE_VAL (SEL_V + VAL_SOURCE_ACC)
+#define NSEL (SEL_V + VAL_COUNT)
+static const char *select_name(int s) { return s == SEL_TARGET_VAL ? "target-val" : s == SEL_LAST ? "last" : val_names[s - SEL_V]; }
+#define POOL_MAX 2048
 static const char *optim_names[3] = { "adam", "adamw", "sgd" };
 
 #define VAL_CHUNK 1024
@@ -67,6 +73,11 @@ typedef struct {
 	long spe, epochs;
 	int supervised;
 	ValSet val[2];    /* [0] target, [1] source */
+	ValSet pool;      /* unlabelled target rows for the validators (labels never kept) */
+	long pool_want, batch_tl;
+	double score[VAL_COUNT], tval;  /* this epoch's validator values and target-val accuracy */
+	double best_score[VAL_COUNT], best_tval;
+	const char *scores;
 	/* stages */
 	Peer st[3];
 	int nst;
@@ -108,9 +119,12 @@ static _Noreturn void usage(void)
 	       "  --gp-weight X           wgan-gp: gradient penalty weight (default 10)\n"
 	       "  --patience N            early stopping: epochs without improvement (default 10)\n"
 	       "  --min-delta X           early stopping: smallest improvement of accuracy (default 0)\n"
-	       "  --select S              target-val, source-val or last (default target-val when the\n"
-	       "                          stream has a target validation set and is supervised, else\n"
-	       "                          source-val, else last)\n"
+	       "  --select S              the model kept and early stopping: target-val, last, or a\n"
+	       "                          validator that needs no target labels: source-val, entropy,\n"
+	       "                          im, snd, dev, reverse (docs/VALIDATION.md) (default target-val\n"
+	       "                          when the stream has a target validation set and is supervised,\n"
+	       "                          else source-val, else last)\n"
+	       "  --scores FILE           CSV row of every validator at the kept epoch (default none)\n"
 	       "  --checkpoint FILE       write the full training state every epoch (default none)\n"
 	       "  --resume FILE           continue from a checkpoint (default none)\n"
 	       "  --seed N                seed of the stages' initialisation and dropout (default 1)\n"
@@ -264,7 +278,7 @@ static void pack_config(T *t, SWriter *w)
 	sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
 	sw_key(w, "patience"); sw_int(w, t->patience);
 	sw_key(w, "min_delta"); sw_double(w, t->min_delta);
-	sw_key(w, "select"); sw_str(w, select_names[t->select]);
+	sw_key(w, "select"); sw_str(w, select_name(t->select));
 	sw_key(w, "seed"); sw_int(w, t->seed);
 	sw_key(w, "epochs_max"); sw_int(w, t->epochs_max);
 	sw_key(w, "steps_per_epoch"); sw_int(w, t->spe);
@@ -291,11 +305,19 @@ static void write_bundle(T *t, const char *why)
 	header_set(&h, "config", &b);
 	blob_free(&b);
 	SWriter *w = mem_begin(&m);
-	sw_map(w, 5);
+	sw_map(w, 7);
 	sw_key(w, "best_epoch"); sw_int(w, t->best_epoch);
 	sw_key(w, "val_accuracy");
 	if (isnan(t->best_acc)) sw_nil(w); else sw_double(w, t->best_acc);
-	sw_key(w, "selected_on"); sw_str(w, select_names[t->select]);
+	sw_key(w, "selected_on"); sw_str(w, select_name(t->select));
+	sw_key(w, "target_val_accuracy");
+	if (isnan(t->best_tval)) sw_nil(w); else sw_double(w, t->best_tval);
+	sw_key(w, "validators");
+	sw_map(w, VAL_COUNT);
+	for (int v = 0; v < VAL_COUNT; v++) {
+		sw_key(w, val_names[v]);
+		if (isnan(t->best_score[v])) sw_nil(w); else sw_double(w, t->best_score[v]);
+	}
 	sw_key(w, "stopped"); sw_str(w, why);
 	sw_key(w, "steps"); sw_int(w, t->gstep);
 	mem_end(&m, &b);
@@ -317,8 +339,27 @@ static void write_metrics(T *t)
 	if (!t->metrics) return;
 	AtomicFile af;
 	FILE *fp = atomic_open(&af, t->metrics);
-	fputs("epoch,class_loss,domain_loss,source_acc,train_acc,val_acc,domain_acc,critic_gap,lambda,lr,seconds\n", fp);
+	fputs("epoch,class_loss,domain_loss,source_acc,train_acc,val_acc,domain_acc,critic_gap,lambda,lr,seconds,"
+	      "target_val_acc,source_val_acc,entropy,im,snd,dev,reverse_acc\n", fp);
 	if (t->csv_len) fwrite(t->csv, 1, t->csv_len, fp);
+	atomic_commit(&af);
+}
+
+/* --scores: the kept epoch's validators, one CSV row */
+static void write_scores(T *t)
+{
+	if (!t->scores) return;
+	AtomicFile af;
+	FILE *fp = atomic_open(&af, t->scores);
+	fputs("best_epoch,selected_on,target_val_acc", fp);
+	for (int v = 0; v < VAL_COUNT; v++) fprintf(fp, ",%s", val_names[v]);
+	fprintf(fp, "\n%d,%s,", t->best_epoch, select_name(t->select));
+	if (!isnan(t->best_tval)) fprintf(fp, "%.6g", t->best_tval);
+	for (int v = 0; v < VAL_COUNT; v++) {
+		if (isnan(t->best_score[v])) fputs(",", fp);
+		else fprintf(fp, ",%.6g", t->best_score[v]);
+	}
+	fputs("\n", fp);
 	atomic_commit(&af);
 }
 
@@ -335,8 +376,12 @@ static void write_checkpoint(T *t, long epoch)
 	MemW m;
 	Blob b;
 	SWriter *w = mem_begin(&m);
-	sw_map(w, 8);
+	sw_map(w, 10);
 	sw_key(w, "method"); sw_str(w, method_names[t->method]);
+	sw_key(w, "best_tval"); sw_double(w, t->best_tval);
+	sw_key(w, "best_scores");
+	sw_array(w, VAL_COUNT);
+	for (int v = 0; v < VAL_COUNT; v++) sw_double(w, t->best_score[v]);
 	sw_key(w, "epoch"); sw_int(w, epoch);
 	sw_key(w, "gstep"); sw_int(w, t->gstep);
 	sw_key(w, "best_epoch"); sw_int(w, t->best_epoch);
@@ -392,6 +437,11 @@ static void load_checkpoint(T *t)
 	t->best_epoch = (int)get_int(&r, tr, "best_epoch");
 	t->best_acc = get_num(&r, tr, "best_acc");
 	t->bad = (int)get_int(&r, tr, "bad");
+	t->best_tval = get_num(&r, tr, "best_tval");
+	const msgpack_object *bs = obj_get(tr, "best_scores");
+	if (!bs || bs->type != MSGPACK_OBJECT_ARRAY || bs->via.array.size != VAL_COUNT)
+		sr_fail(&r, "trainer.best_scores: expected an array of %d numbers", VAL_COUNT);
+	for (int v = 0; v < VAL_COUNT; v++) t->best_score[v] = obj_num(&r, &bs->via.array.ptr[v], "best_scores");
 	const msgpack_object *cs = obj_get(tr, "metrics_csv");
 	if (!cs || cs->type != MSGPACK_OBJECT_STR) sr_fail(&r, "trainer.metrics_csv: expected a string");
 	t->csv = xmalloc(cs->via.str.size + 1);
@@ -630,6 +680,98 @@ static double evaluate(T *t, const ValSet *v)
 	return v->n ? (double)correct / v->n : NAN;
 }
 
+/* the current model in evaluation mode on n rows X (n,F): latent Z (n,H) and class
+ * probabilities P (n,K), both allocated */
+static void infer(T *t, const float *X, int n, float **Zo, float **Po)
+{
+	Peer *enc = &t->st[0], *cls = &t->st[1];
+	float *Zall = xmallocarray((size_t)n * t->H + 1, sizeof(float));
+	float *Pall = xmallocarray((size_t)n * t->K + 1, sizeof(float));
+	drain(t);
+	for (int s = 0; s < n; s += VAL_CHUNK) {
+		int m = n - s < VAL_CHUNK ? n - s : VAL_CHUNK;
+		SWriter *w = peer_request(enc, "forward", 3);
+		sw_key(w, "x"); sw_tensor(w, DT_F32, 2, (int64_t[2]){ m, t->F }, X + (size_t)s * t->F);
+		sw_key(w, "train"); sw_bool(w, 0);
+		peer_send(enc);
+		Tensor z, l;
+		const float *Z = resp_matrix(enc, peer_recv(enc), "y", m, t->H, &z);
+		memcpy(Zall + (size_t)s * t->H, Z, sizeof(float) * (size_t)m * t->H);
+		w = peer_request(cls, "forward", 3);
+		sw_key(w, "x"); sw_tensor(w, DT_F32, 2, (int64_t[2]){ m, t->H }, Z);
+		sw_key(w, "train"); sw_bool(w, 0);
+		peer_send(cls);
+		tensor_free(&z);
+		const float *L = resp_matrix(cls, peer_recv(cls), "y", m, t->K, &l);
+		memcpy(Pall + (size_t)s * t->K, L, sizeof(float) * (size_t)m * t->K);
+		tensor_free(&l);
+	}
+	val_softmax(Pall, n, t->K);
+	*Zo = Zall;
+	*Po = Pall;
+}
+
+static int argmax(const float *p, int K)
+{
+	int b = 0;
+	for (int k = 1; k < K; k++) if (p[k] > p[b]) b = k;
+	return b;
+}
+
+/* every validator on the current model: t->score[] (raw values, NAN where the data
+ * is missing) and t->tval (target validation accuracy) */
+static void validate_epoch(T *t, long e)
+{
+	for (int v = 0; v < VAL_COUNT; v++) t->score[v] = NAN;
+	t->tval = t->val[0].n ? evaluate(t, &t->val[0]) : NAN;
+	const ValSet *sv = &t->val[1], *tp = &t->pool;
+	float *Zs = NULL, *Ps = NULL, *Zt = NULL, *Pt = NULL, *loss = NULL;
+	int32_t *pl = NULL;
+	if (sv->n) {
+		infer(t, sv->x, sv->n, &Zs, &Ps);
+		loss = xmallocarray((size_t)sv->n, sizeof(float));
+		long correct = 0;
+		for (int i = 0; i < sv->n; i++) {
+			const float *p = Ps + (size_t)i * t->K;
+			correct += argmax(p, t->K) == sv->y[i];
+			loss[i] = -logf(p[sv->y[i]] > 1e-12f ? p[sv->y[i]] : 1e-12f);
+		}
+		t->score[VAL_SOURCE_ACC] = (double)correct / sv->n;
+	}
+	if (tp->n) {
+		infer(t, tp->x, tp->n, &Zt, &Pt);
+		t->score[VAL_ENTROPY] = val_entropy(Pt, tp->n, t->K);
+		t->score[VAL_IM] = val_im(Pt, tp->n, t->K);
+		t->score[VAL_SND] = val_snd(Pt, tp->n, t->K, 0.05);
+		pl = xmallocarray((size_t)tp->n, sizeof(int32_t));
+		for (int i = 0; i < tp->n; i++) pl[i] = argmax(Pt + (size_t)i * t->K, t->K);
+	}
+	if (sv->n && tp->n) {
+		t->score[VAL_DEV] = val_dev(Zs, loss, sv->n, Zt, tp->n, t->H, (uint64_t)t->seed * 1000003u + (uint64_t)e);
+		t->score[VAL_REVERSE] = val_reverse(Zt, pl, tp->n, Zs, sv->y, sv->n, t->H, t->K);
+	}
+	free(Zs); free(Ps); free(Zt); free(Pt); free(loss); free(pl);
+}
+
+/* unlabelled target rows of a batch into the validators' pool: the rows after the
+ * labelled ones (or, when the batch holds labelled rows only, those, labels dropped);
+ * batch draws each pool as cycles of permutations, so the first rows drawn are
+ * distinct */
+static void pool_add(T *t, const Tensor *xt)
+{
+	int Bt = (int)xt->shape[0];
+	long from = t->batch_tl < Bt ? t->batch_tl : 0;
+	ValSet *p = &t->pool;
+	for (long i = from; i < Bt && p->n < t->pool_want; i++) {
+		if (p->n == p->cap) {
+			p->cap = p->cap ? 2 * p->cap : 256;
+			p->x = xrealloc(p->x, sizeof(float) * (size_t)p->cap * t->F);
+		}
+		memcpy(p->x + (size_t)p->n * t->F, (const float *)xt->data + (size_t)i * t->F, sizeof(float) * t->F);
+		p->n++;
+	}
+}
+
 static void csv_num(char **buf, size_t *len, double v, int last)
 {
 	char tmp[64];
@@ -645,15 +787,20 @@ static void csv_num(char **buf, size_t *len, double v, int last)
 static int end_epoch(T *t, long e)
 {
 	drain(t);
-	const ValSet *v = t->select == SEL_TARGET_VAL ? &t->val[0] : t->select == SEL_SOURCE_VAL ? &t->val[1]
-	                : t->val[1].n ? &t->val[1] : NULL;
-	double acc = v ? evaluate(t, v) : NAN;
-	int improved = t->select == SEL_LAST || t->best_epoch < 0 || acc > t->best_acc + t->min_delta;
+	validate_epoch(t, e);
+	/* acc: the selection score of this epoch (higher is better) */
+	double acc = t->select == SEL_TARGET_VAL ? t->tval
+	           : t->select == SEL_LAST ? (t->val[1].n ? t->score[VAL_SOURCE_ACC] : NAN)
+	           : val_score(t->select - SEL_V, t->score[t->select - SEL_V]);
+	int improved = t->select == SEL_LAST || t->best_epoch < 0 || (isnan(t->best_acc) && !isnan(acc))
+	               || acc > t->best_acc + t->min_delta;
 	if (improved) {
 		save_all(t, t->best, 0);
 		t->have_best = 1;
 		t->best_epoch = (int)e;
 		t->best_acc = acc;
+		t->best_tval = t->tval;
+		memcpy(t->best_score, t->score, sizeof t->score);
 		t->bad = 0;
 	} else {
 		t->bad++;
@@ -665,19 +812,20 @@ static int end_epoch(T *t, long e)
 	csv_num(&t->csv, &t->csv_len, adapt ? t->dloss / n : NAN, 0);
 	csv_num(&t->csv, &t->csv_len, t->nsrc ? (double)t->ncorrect_s / t->nsrc : NAN, 0);
 	csv_num(&t->csv, &t->csv_len, t->nlab ? (double)t->ncorrect_all / t->nlab : NAN, 0);
-	csv_num(&t->csv, &t->csv_len, acc, 0);
+	csv_num(&t->csv, &t->csv_len, t->select == SEL_TARGET_VAL ? t->tval : t->score[VAL_SOURCE_ACC], 0);
 	csv_num(&t->csv, &t->csv_len, t->method == M_DANN ? t->dmetric / n : NAN, 0);
 	csv_num(&t->csv, &t->csv_len, t->method == M_WGAN ? t->dmetric / n : NAN, 0);
 	csv_num(&t->csv, &t->csv_len, t->lambda_now, 0);
 	csv_num(&t->csv, &t->csv_len, t->lr_now, 0);
-	csv_num(&t->csv, &t->csv_len, now_seconds() - t->t_epoch, 1);
+	csv_num(&t->csv, &t->csv_len, now_seconds() - t->t_epoch, 0);
+	csv_num(&t->csv, &t->csv_len, t->tval, 0);
+	for (int k = 0; k < VAL_COUNT; k++) csv_num(&t->csv, &t->csv_len, t->score[k], k == VAL_COUNT - 1);
 	write_metrics(t);
 	write_checkpoint(t, e);
 	if (t->nsteps == 0)
 		warnx("epoch %ld: no training step (%ld batches without 2 labelled rows)", e, t->nskipped);
 	if (progress_on)
-		info("epoch %ld: class loss %.4f, %s accuracy %.4f%s", e, t->closs / n,
-		     v == &t->val[0] ? "target-val" : "source-val", acc, improved ? " *" : "");
+		info("epoch %ld: class loss %.4f, %s %.4f%s", e, t->closs / n, select_name(t->select), acc, improved ? " *" : "");
 	t->closs = t->dloss = t->dmetric = 0;
 	t->nsteps = t->nskipped = t->ncorrect_s = t->nsrc = t->ncorrect_all = t->nlab = 0;
 	t->t_epoch = now_seconds();
@@ -728,8 +876,12 @@ static void choose_select(T *t, int user)
 	t->select = user;
 	if (user == SEL_TARGET_VAL && !tv)
 		die("--select target-val: %s has no target validation set (batch --labeled-... --val-fraction)", t->r.name);
-	if (user == SEL_SOURCE_VAL && !sv)
-		die("--select source-val: %s has no source validation set (batch --source-val-fraction)", t->r.name);
+	int needs_sv = user == SEL_SOURCE_VAL || user == SEL_V + VAL_DEV || user == SEL_V + VAL_REVERSE;
+	int needs_tp = user >= SEL_V && user != SEL_SOURCE_VAL;
+	if (needs_sv && !sv)
+		die("--select %s: %s has no source validation set (batch --source-val-fraction)", select_name(user), t->r.name);
+	if (needs_tp && t->pool_want < 1)
+		die("--select %s: %s has no target rows to score", select_name(user), t->r.name);
 	if (user == SEL_TARGET_VAL && !t->supervised)
 		warnx("warning: --select target-val picks the model of an unsupervised run with labelled target data");
 }
@@ -750,7 +902,7 @@ int main(int argc, char **argv)
 	util_init(argv[0]);
 	enum {
 		O_METHOD = 256, O_OUT, O_METRICS, O_EPOCHS, O_LR, O_WD, O_OPTIM, O_AW, O_WS, O_LS, O_NC, O_GP,
-		O_PAT, O_MD, O_SEL, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET
+		O_PAT, O_MD, O_SEL, O_SCORES, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET
 	};
 	static const struct option opts[] = {
 		{ "method", required_argument, 0, O_METHOD }, { "out", required_argument, 0, O_OUT },
@@ -761,6 +913,7 @@ int main(int argc, char **argv)
 		{ "n-critic", required_argument, 0, O_NC }, { "gp-weight", required_argument, 0, O_GP },
 		{ "patience", required_argument, 0, O_PAT }, { "min-delta", required_argument, 0, O_MD },
 		{ "select", required_argument, 0, O_SEL }, { "checkpoint", required_argument, 0, O_CK },
+		{ "scores", required_argument, 0, O_SCORES },
 		{ "resume", required_argument, 0, O_RES }, { "seed", required_argument, 0, O_SEED },
 		{ "encoder", required_argument, 0, O_ENC }, { "classifier", required_argument, 0, O_CLS },
 		{ "discriminator", required_argument, 0, O_DIS }, { "encoder-layers", required_argument, 0, O_EL },
@@ -780,6 +933,8 @@ int main(int argc, char **argv)
 	t.seed = 1;
 	t.best_epoch = -1;
 	t.best_acc = NAN;
+	t.best_tval = NAN;
+	for (int v = 0; v < VAL_COUNT; v++) t.best_score[v] = NAN;
 	int user_select = SEL_DEFAULT, prog = 0, c;
 	const char *el = NULL, *ed = NULL, *cl = NULL, *dl = NULL;
 	opterr = 0;
@@ -813,9 +968,11 @@ int main(int argc, char **argv)
 		case O_MD: t.min_delta = parse_double("--min-delta", optarg, 0, 1); break;
 		case O_SEL:
 			user_select = -2;
-			for (int i = 0; i < 3; i++) if (strcmp(optarg, select_names[i]) == 0) user_select = i;
-			if (user_select == -2) usage_error("--select: %s: expected target-val, source-val or last", optarg);
+			for (int i = 0; i < NSEL; i++) if (strcmp(optarg, select_name(i)) == 0) user_select = i;
+			if (user_select == -2)
+				usage_error("--select: %s: expected target-val, source-val, last, entropy, im, snd, dev or reverse", optarg);
 			break;
+		case O_SCORES: t.scores = optarg; break;
 		case O_CK: t.checkpoint = optarg; break;
 		case O_RES: t.resume = optarg; break;
 		case O_SEED: t.seed = parse_long("--seed", optarg, 0, 1L << 40); break;
@@ -874,6 +1031,12 @@ int main(int argc, char **argv)
 	if (t.spe < 1 || t.epochs < 1) sr_fail(&t.r, "header: steps_per_epoch and epochs must be at least 1");
 	t.steps_total = t.spe * t.epochs;
 	if (t.epochs_max > t.epochs) t.epochs_max = t.epochs;
+	if (header_long(&t, "batch_target", 0) > 0) {
+		long nu = header_long(&t, "n_unlabeled_target", 0), nl = header_long(&t, "n_labeled_target", 0);
+		t.pool_want = nu > 0 ? nu : nl;
+		if (t.pool_want > POOL_MAX) t.pool_want = POOL_MAX;
+		t.batch_tl = nu > 0 ? header_long(&t, "batch_target_labeled", 0) : 0;
+	}
 	const Blob *mb = header_get(&t.h, "mode");
 	if (mb) {
 		msgpack_unpacked up;
@@ -910,6 +1073,13 @@ int main(int argc, char **argv)
 		long e = (long)get_int(&t.r, f, "epoch");
 		if (e < last_epoch) sr_fail(&t.r, "epoch %ld after epoch %ld", e, last_epoch);
 		last_epoch = e;
+		if (type[0] == 'b' && t.pool.n < t.pool_want) {
+			Tensor xt;
+			get_tensor(&t.r, f, "xt", DT_F32, 2, &xt);
+			if (xt.shape[1] != t.F) sr_fail(&t.r, "batch: x has the wrong number of columns (expected %d)", t.F);
+			pool_add(&t, &xt);
+			tensor_free(&xt);
+		}
 		if (e < t.start_epoch) continue;  /* finished before the checkpoint */
 		if (type[0] == 'b') {
 			long s = (long)get_int(&t.r, f, "step");
@@ -952,13 +1122,15 @@ int main(int argc, char **argv)
 	double wait = 0;
 	for (int i = 0; i < t.nst; i++) wait += t.st[i].wait_s;
 	double total = now_seconds() - t.t_start;
-	info("best epoch %d (selected on %s, validation accuracy %s%.4f), stopped: %s; %ld steps in %.2f s (%.3f ms/step); model in %s",
-	     t.best_epoch, select_names[t.select], isnan(t.best_acc) ? "n/a " : "", isnan(t.best_acc) ? 0.0 : t.best_acc,
+	write_scores(&t);
+	info("best epoch %d (selected on %s, score %s%.4f), stopped: %s; %ld steps in %.2f s (%.3f ms/step); model in %s",
+	     t.best_epoch, select_name(t.select), isnan(t.best_acc) ? "n/a " : "", isnan(t.best_acc) ? 0.0 : t.best_acc,
 	     why, t.gstep, total, t.gstep ? 1000 * t.t_steps / (double)t.gstep : 0.0, t.out);
 	(void)wait;
 	for (int i = 0; i < t.nst; i++) peer_quit(&t.st[i]);
 	for (int i = 0; i < 3; i++) { free(t.cmd[i]); blob_free(&t.best[i]); }
 	for (int i = 0; i < 2; i++) { free(t.val[i].x); free(t.val[i].y); }
+	free(t.pool.x);
 	free(t.csv);
 	header_free(&t.h);
 	sr_close(&t.r);

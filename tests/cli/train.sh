@@ -31,7 +31,7 @@ echo "two-moons target accuracy: source-only $so, dann $da, wgan-gp $wg"
 if awk -v d="$da" 'BEGIN { exit !(d >= 0.95) }'; then pass "train-1.dann-reaches-0.95 ($da)"; else fail "train-1.dann-reaches-0.95" "dann target accuracy $da"; fi
 if awk -v d="$da" -v s="$so" 'BEGIN { exit !(s <= d - 0.1) }'; then pass "train-1.source-only-lower ($so)"; else fail "train-1.source-only-lower" "source-only $so vs dann $da"; fi
 if awk -v w="$wg" 'BEGIN { exit !(w > 0.5) }'; then pass "train-1.wgan-gp-learns ($wg)"; else fail "train-1.wgan-gp-learns" "wgan-gp $wg"; fi
-ok "train-1.metrics-columns" grep -q '^epoch,class_loss,domain_loss,source_acc,train_acc,val_acc,domain_acc,critic_gap,lambda,lr,seconds$' dann.csv
+ok "train-1.metrics-columns" grep -q '^epoch,class_loss,domain_loss,source_acc,train_acc,val_acc,domain_acc,critic_gap,lambda,lr,seconds,target_val_acc,source_val_acc,entropy,im,snd,dev,reverse_acc$' dann.csv
 ok "train-1.metrics-rows" test "$(wc -l < dann.csv)" -eq 101
 ok "train-1.critic-gap-column" sh -c "tail -n 1 wgan-gp.csv | awk -F, '\$8 != \"\" && \$7 == \"\" { ok = 1 } END { exit !ok }'"
 ok "train-1.bundle-kind" sh -c 'normalize --show header dann.mpk | grep -q "\"kind\": \"model\""'
