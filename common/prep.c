@@ -635,5 +635,15 @@ void stats_load(Stats *s, const char *path, Header *h_out)
 	stats_from_object(s, &in.r, o);
 	msgpack_unpacked_destroy(&up);
 	if (h_out) header_copy(h_out, &in.h);
+	/* the rest of the file (a bundle's params frames) must end with its end frame,
+	 * so a truncated statistics file or model is refused, not half-used */
+	for (;;) {
+		const msgpack_object *g = sr_next(&in.r);
+		if (!g) {
+			in.r.frame++;
+			sr_fail(&in.r, "file ends without an end frame (truncated?)");
+		}
+		if (strcmp(frame_type(&in.r, g), "end") == 0) break;
+	}
 	data_close(&in);
 }
