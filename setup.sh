@@ -3,7 +3,7 @@
 # As root it installs what is missing (apt-get update first); otherwise it prints the
 # exact command to run. Quiet and quick when everything is already there.
 set -eu
-PKGS="gcc clang make pkg-config libopenblas-dev libcsv-dev libmsgpack-dev zlib1g-dev \
+PKGS="gcc clang libclang-rt-14-dev make pkg-config libopenblas-dev libcsv-dev libmsgpack-dev zlib1g-dev \
 libpng-dev libjpeg-dev libhdf5-dev parallel gnuplot-nox python3 python3-msgpack python3-numpy \
 python3-pandas time"
 missing=""
