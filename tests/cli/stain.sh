@@ -276,7 +276,9 @@ for n in 0 1 10 100 1000 5000 20000 $((size - 1)); do
 done
 if [ "$bad" -eq 0 ]; then pass "stain-7.1 truncated image streams: exit 1, <stdin> named"; else fail stain-7.1 "$bad prefixes"; fi
 # the producer is killed after its header and first frames: no end frame
-(stain-norm -q --to-stream --label-from-dir "$TMP/tiles" | head -c 9000; kill -9 $$) 2>/dev/null | stain-norm -q -m none --to-stream >/dev/null 2>"$TMP/kill.err"
+# shellcheck disable=SC2016
+sh -c 'stain-norm -q --to-stream --label-from-dir "$1" | head -c 9000; kill -KILL $$' sh "$TMP/tiles" 2>/dev/null |
+	stain-norm -q -m none --to-stream >/dev/null 2>"$TMP/kill.err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "stain-norm: <stdin>: frame " "$TMP/kill.err"; then pass "stain-7.2 killed producer: exit 1"; else fail stain-7.2 "rc $rc: $(cat "$TMP/kill.err")"; fi
 run stain-7.3 1 stain-norm --format stream --to-stream "$FIX/ihc_crop.png"
