@@ -172,11 +172,12 @@ static int macenko_core(Macenko *m, const uint8_t *px, long n, double *c)
 	 * the first (8-bit rounding and noise), and any "second stain vector" would be
 	 * noise. H&E and IHC images have ratios of 0.004 to 0.1. */
 	if (!(w[1] > STAIN_MIN_EIG_RATIO * w[2])) return STAIN_DEGENERATE;
-	/* e1 = eigenvector of the second largest eigenvalue, e2 = of the largest. The sign
-	 * of e2 is chosen so that its components sum to >= 0: OD vectors project positively
-	 * and the angles below stay inside (0, pi), without a wrap at +-pi. The sign of e1
-	 * does not matter (flipping it swaps the two extreme vectors, which are ordered
-	 * afterwards); it is fixed the same way for reproducibility. */
+	/* e1 = eigenvector of the second largest eigenvalue, e2 = of the largest. Their signs
+	 * change nothing: flipping e2 maps phi to -phi, flipping e1 maps it to pi - phi, and
+	 * either way the two extreme directions come out swapped, to be ordered by red OD
+	 * below. With e2 along the mean OD every tissue pixel projects positively on it, so
+	 * the angles do not wrap at +-pi. The signs are fixed (components summing to >= 0)
+	 * only so that intermediate values are reproducible. */
 	double e1[3] = { v[0][1], v[1][1], v[2][1] }, e2[3] = { v[0][2], v[1][2], v[2][2] };
 	if (e1[0] + e1[1] + e1[2] < 0) for (int k = 0; k < 3; k++) e1[k] = -e1[k];
 	if (e2[0] + e2[1] + e2[2] < 0) for (int k = 0; k < 3; k++) e2[k] = -e2[k];

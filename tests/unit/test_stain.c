@@ -5,7 +5,7 @@
  *
  * Tolerances: the stain matrix and concentrations within 2e-3 (the reference works in
  * numpy double with eigh and lstsq, the C code with Jacobi and the normal equations: the
- * same numbers up to rounding, eigenvector signs being fixed the same way on both sides);
+ * same numbers up to rounding; eigenvector signs change no result, see docs/STAIN.md);
  * output pixels within 2 grey levels (8-bit rounding of values that differ in the last
  * bits, and percentiles that fall between two nearly equal order statistics). */
 #include "check.h"
