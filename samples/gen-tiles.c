@@ -11,6 +11,10 @@
  * Malignant tiles have more, larger, darker and more irregular nuclei (the class
  * signal); benign nuclei are small, round and sparse.
  *
+ * One magnification at every --size: nuclei and spaces keep their size in pixels and
+ * their number grows with the tile's area (a 256x256 tile holds as much tissue as
+ * sixteen 64x64 tiles).
+ *
  * Deterministic: tile i of (organ, class) draws from its own RNG stream of --seed, so
  * the same --seed gives the same files, and changing --count keeps the first tiles.
  *
@@ -32,9 +36,9 @@ typedef struct {
 	double ch, ce;         /* stain strengths */
 	double io;             /* illumination */
 	double freq;           /* stroma texture frequency (cycles per 64 px) */
-	int holes;             /* mean number of white spaces per 64x64 */
-	double hole_r;         /* their radius (px at 64x64) */
-	double nuc_r;          /* benign nucleus radius (px at 64x64) */
+	int holes;             /* mean number of white spaces per 64x64 px */
+	double hole_r;         /* their radius (px) */
+	double nuc_r;          /* benign nucleus radius (px) */
 } Organ;
 
 static const Organ organs[] = {
@@ -83,6 +87,7 @@ static void normalise3(double v[3])
 static void render(Image *im, const Organ *o, int malignant, Rng *rng)
 {
 	int S = im->h;
+	/* one magnification: sizes are in pixels, counts grow with the area */
 	double sc = S / 64.0;
 	size_t np = (size_t)S * S;
 	double *ch = xcalloc(np, sizeof *ch), *ce = xmalloc(np * sizeof *ce);
@@ -97,7 +102,7 @@ static void render(Image *im, const Organ *o, int malignant, Rng *rng)
 	double wk[4][3];
 	for (int i = 0; i < 4; i++) {
 		double ang = 2 * M_PI * rng_uniform(rng);
-		double f = o->freq * (0.6 + 0.8 * rng_uniform(rng)) * 2 * M_PI / (64.0 * sc);
+		double f = o->freq * (0.6 + 0.8 * rng_uniform(rng)) * 2 * M_PI / 64.0;
 		wk[i][0] = f * cos(ang);
 		wk[i][1] = f * sin(ang);
 		wk[i][2] = 2 * M_PI * rng_uniform(rng);
@@ -113,9 +118,11 @@ static void render(Image *im, const Organ *o, int malignant, Rng *rng)
 	int holes = (int)rng_poisson(rng, o->holes * sc * sc);
 	for (int k = 0; k < holes; k++) {
 		double cx = rng_uniform(rng) * S, cy = rng_uniform(rng) * S;
-		double r = o->hole_r * sc * (0.6 + 0.8 * rng_uniform(rng));
-		for (int y = 0; y < S; y++)
-			for (int x = 0; x < S; x++) {
+		double r = o->hole_r * (0.6 + 0.8 * rng_uniform(rng));
+		int y0 = (int)fmax(0, floor(cy - r)), y1 = (int)fmin(S - 1, ceil(cy + r));
+		int x0 = (int)fmax(0, floor(cx - r)), x1 = (int)fmin(S - 1, ceil(cx + r));
+		for (int y = y0; y <= y1; y++)
+			for (int x = x0; x <= x1; x++) {
 				double d = hypot(x - cx, y - cy) / r;
 				if (d < 1) {
 					double keep = d < 0.8 ? 0.03 : 0.03 + (d - 0.8) / 0.2 * 0.97;
@@ -126,7 +133,7 @@ static void render(Image *im, const Organ *o, int malignant, Rng *rng)
 	}
 	/* nuclei: malignant = more, larger, darker, irregular */
 	double density = malignant ? 16 : 7;
-	double r0 = o->nuc_r * sc * (malignant ? 1.6 : 1.0);
+	double r0 = o->nuc_r * (malignant ? 1.6 : 1.0);
 	double irreg = malignant ? 0.28 : 0.05;
 	double dark = malignant ? 1.35 : 1.0;
 	int nn = (int)rng_poisson(rng, density * sc * sc);

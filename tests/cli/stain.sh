@@ -113,7 +113,7 @@ err_has "gen-tiles: --size: 8: must be at least 16"
 
 # ---- fit and apply against the numpy reference ----
 run stain-2.1 0 stain-norm --fit "$FIX/he_synth.png" --fit-out "$TMP/p.mpk"
-err_has "stain-norm: fitted 1 reference image (16384 pixels) into $TMP/p.mpk: HE = [[0.5571, 0.2160]"
+err_has "stain-norm: fitted 1 reference image (16384 pixels) into $TMP/p.mpk: HE = [[0.5406, 0.2073]"
 run stain-2.2 0 stain-norm --params "$TMP/p.mpk" --out-dir "$TMP/fit" "$FIX/ihc_crop.png"
 err_has "1 image, 1 tile: 1 normalised (macenko)"
 stain-norm -q -m none --to-stream "$TMP/fit/ihc_crop.png" >"$TMP/a.mpk"
@@ -277,8 +277,8 @@ done
 if [ "$bad" -eq 0 ]; then pass "stain-7.1 truncated image streams: exit 1, <stdin> named"; else fail stain-7.1 "$bad prefixes"; fi
 # the producer is killed after its header and first frames: no end frame
 # shellcheck disable=SC2016
-sh -c 'stain-norm -q --to-stream --label-from-dir "$1" | head -c 9000; kill -KILL $$' sh "$TMP/tiles" 2>/dev/null |
-	stain-norm -q -m none --to-stream >/dev/null 2>"$TMP/kill.err"
+(sh -c 'stain-norm -q --to-stream --label-from-dir "$1" | head -c 9000; kill -KILL $$' sh "$TMP/tiles" |
+	stain-norm -q -m none --to-stream >/dev/null 2>"$TMP/kill.err") 2>/dev/null
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "stain-norm: <stdin>: frame " "$TMP/kill.err"; then pass "stain-7.2 killed producer: exit 1"; else fail stain-7.2 "rc $rc: $(cat "$TMP/kill.err")"; fi
 run stain-7.3 1 stain-norm --format stream --to-stream "$FIX/ihc_crop.png"
