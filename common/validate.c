@@ -242,6 +242,10 @@ double val_dev(const float *zs, const float *loss, int ns, const float *zt, int 
 	}
 	double eta = var > 0 ? -cov / var : 0;
 	double r = mwl + eta * mw - eta;
+	/* E_source[w] = 1 when the ratios are right; a mean far below 1 means the domain
+	 * classifier separates the domains: no source row stands for the target, the
+	 * target risk cannot be estimated, and the model ranks last */
+	if (mw < 0.1) r = INFINITY;
 	free(w); free(Xf); free(W); free(yf); free(fold); free(d); free(Z); free(mu); free(sd);
 	return r;
 }

@@ -36,7 +36,9 @@ double val_snd(const float *p, int n, int K, double tau);
  * w = (ns/nt) p(t|z)/(1-p(t|z)) on the source validation rows, and the
  * control-variate estimate mean(wl) + eta mean(w) - eta, eta = -Cov(wl,w)/Var(w).
  * zs (ns,H) source validation features, loss (ns) their cross-entropies, zt (nt,H)
- * target features. Lower is better. NAN when ns < 4 or nt < 4. */
+ * target features. Lower is better. NAN when ns < 4 or nt < 4; +INFINITY when the
+ * mean weight is below 0.1 (it should be 1: the domains do not overlap in z, so no
+ * source row informs the target risk). */
 double val_dev(const float *zs, const float *loss, int ns, const float *zt, int nt, int H, uint64_t seed);
 /* reverse validation: a softmax regression fitted on the target features zt (nt,H) with
  * the model's pseudo-labels pl (nt), accuracy of it on the source validation rows zs (ns,H)
