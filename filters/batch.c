@@ -27,10 +27,23 @@
  * oversampled. In supervised mode a target batch holds half labelled and half
  * unlabelled rows (at least 2 of each) when both exist. No batch has fewer than 2 rows.
  *
+ * Images. Source and target may be image streams instead (header kind "images",
+ * frames {type:"images", ids, x u8 (N,H,W,3), y, d}; both with the same tile size).
+ * Their tiles are held as bytes; every row sent (batches and val frames) is the tile
+ * as f32 pixels / 255 in (H,W,3) order, so F = H*W*3; the header's features are the
+ * pixel names "r0_0", "g0_0", "b0_0", ... and the header gets key "image" {h, w,
+ * channels, layout:"hwc", scale} (the encoder, e.g. encode --stage --arch resnet,
+ * normalises and convolves them). --augment applies, to the training rows of every
+ * batch (never to validation or test rows), a seeded random symmetry of the square
+ * (flips, 90-degree rotations; flips only for non-square tiles) and a mild colour
+ * jitter (contrast, brightness and per-channel gain, each 1 +- --jitter). --test-out
+ * then writes an image stream.
+ *
  * The inputs are held in memory (a file-backed shuffle is later work).
  *
  * Options: see usage() (every option with its default).
  * Exit: 0 ok, 1 bad input data or I/O error, 2 usage error. */
+#include "image.h"
 #include "rng.h"
 #include "stream.h"
 #include "util.h"
@@ -49,7 +62,8 @@ static const char *role_names[R_COUNT] = {
 
 /* RNG stream ids: the split and each kind of draw get their own stream, so changing
  * one choice (e.g. --source-fraction) leaves the others as they were. */
-enum { RS_SPLIT_SOURCE = 1, RS_SPLIT_TARGET, RS_SOURCE_EPOCH, RS_BALANCE_ORDER, RS_TARGET_LAB, RS_TARGET_UNLAB, RS_BALANCE_CLASS = 100 };
+enum { RS_SPLIT_SOURCE = 1, RS_SPLIT_TARGET, RS_SOURCE_EPOCH, RS_BALANCE_ORDER, RS_TARGET_LAB, RS_TARGET_UNLAB, RS_AUGMENT,
+       RS_BALANCE_CLASS = 100 };
 
 /* frames of a validation set are cut below this size (bytes of x) */
 #define VAL_FRAME_BYTES ((size_t)256 << 20)
@@ -61,6 +75,9 @@ typedef struct {
 	Block b;     /* every row of the stream */
 	int *cls;    /* label per row in the merged class list, -1 = unlabelled */
 	int *role;
+	int img;     /* an image stream: b.f = 0 and the tiles are in px */
+	int th, tw;
+	uint8_t *px; /* n * th * tw * 3 */
 } Input;
 
 typedef struct {
@@ -74,8 +91,10 @@ static struct {
 	long batch_size, target_batch_size, epochs, labeled_per_class;
 	unsigned long long seed, split_seed;
 	double labeled_fraction, val_fraction, test_fraction, source_val_fraction, source_fraction;
-	int val_given, test_given, split_seed_given, balance, supervised;
+	int val_given, test_given, split_seed_given, balance, supervised, augment;
+	double jitter;
 } opt = {
+	.jitter = 0.05,
 	.batch_size = 32, .target_batch_size = 0, .epochs = 50, .seed = 1,
 	.val_fraction = 0.1, .test_fraction = 0.2, .source_val_fraction = 0.1, .source_fraction = 1.0,
 };
@@ -112,6 +131,12 @@ static void usage(void)
 	       "  --balance-classes         draw source batches class-balanced (default: off)\n"
 	       "  --seed N                  seed of the shuffles (default 1)\n"
 	       "\n"
+	       "Image streams (tiles become rows of H*W*3 pixels / 255):\n"
+	       "  --augment                 random flips, 90-degree rotations and colour jitter of\n"
+	       "                            the training rows, seeded by --seed (default: off)\n"
+	       "  --jitter F                colour jitter amplitude with --augment, 0 to 0.5\n"
+	       "                            (default 0.05)\n"
+	       "\n"
 	       "  --progress                progress on stderr even when it is not a terminal\n"
 	       "  --quiet                   no messages except errors and warnings\n"
 	       "  --help                    this help\n"
@@ -136,12 +161,63 @@ static void header_set_double(Header *h, const char *key, double v)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* an image stream, after its header: tiles into in->px, ids/labels/domains into in->b */
+static void load_images(Input *in, ImgIn *ii)
+{
+	ImgBlock ib;
+	memset(&ib, 0, sizeof ib);
+	block_init(&in->b, 0, 256);
+	size_t tile = (size_t)ii->th * ii->tw * 3, cap = 0;
+	in->img = 1;
+	in->th = ii->th;
+	in->tw = ii->tw;
+	while (imgin_next(ii, &ib)) {
+		if (ib.n > INT_MAX - in->b.n) die("%s: too many images", in->path);
+		if ((size_t)(in->b.n + ib.n) > cap) {
+			while ((size_t)(in->b.n + ib.n) > cap) cap = cap ? 2 * cap : 256;
+			if (cap > SIZE_MAX / tile) die("%s: too many images", in->path);
+			in->px = xrealloc(in->px, cap * tile);
+		}
+		memcpy(in->px + (size_t)in->b.n * tile, ib.x, (size_t)ib.n * tile);
+		for (int i = 0; i < ib.n; i++) block_push(&in->b, ib.ids[i], NULL, ib.y[i], ib.d[i]);
+	}
+	imgblock_free(&ib);
+	header_copy(&in->h, &ii->h);
+	imgin_close(ii);
+	in->cls = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof(int));
+	in->role = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof(int));
+}
+
 static void load(Input *in, const char *path)
 {
 	DataIn d;
 	Block tmp;
+	memset(in, 0, sizeof *in);
 	in->path = path;
-	data_open(&d, path);
+	/* the header decides: a data stream or an image stream */
+	SReader r;
+	sr_open(&r, path);
+	const msgpack_object *f = sr_next(&r);
+	if (!f) sr_fail(&r, "empty stream (no header frame)");
+	Header h;
+	header_parse(&r, f, &h);
+	if (strcmp(h.kind, "images") == 0) {
+		ImgIn ii;
+		memset(&ii, 0, sizeof ii);
+		const msgpack_object *t = obj_get(f, "tile");
+		if (!t || t->type != MSGPACK_OBJECT_MAP) sr_fail(&r, "header has no \"tile\" map {h, w}");
+		int64_t th = get_int(&r, t, "h"), tw = get_int(&r, t, "w");
+		if (th < 1 || tw < 1 || th > 4096 || tw > 4096) sr_fail(&r, "tile %lldx%lld is not a usable tile size", (long long)tw, (long long)th);
+		ii.r = r;
+		ii.h = h;
+		ii.th = (int)th;
+		ii.tw = (int)tw;
+		load_images(in, &ii);
+		return;
+	}
+	memset(&d, 0, sizeof d);
+	d.r = r;
+	d.h = h;
 	block_init(&tmp, d.h.nfeat, 1);
 	block_init(&in->b, d.h.nfeat, 256);
 	while (data_next(&d, &tmp)) {
@@ -174,10 +250,19 @@ static void free_input(Input *in)
 	block_free(&in->b);
 	free(in->cls);
 	free(in->role);
+	free(in->px);
 }
 
 static void same_features(const Input *a, const Input *b)
 {
+	if (a->img != b->img)
+		die("%s and %s: one is an image stream, the other a data stream", a->path, b->path);
+	if (a->img) {
+		if (a->th != b->th || a->tw != b->tw)
+			die("%s and %s: tiles differ: %dx%d in %s, %dx%d in %s (tile both to one size with stain-norm --tile)",
+			    a->path, b->path, a->tw, a->th, a->path, b->tw, b->th, b->path);
+		return;
+	}
 	int n = a->h.nfeat < b->h.nfeat ? a->h.nfeat : b->h.nfeat;
 	for (int i = 0; i < n; i++)
 		if (strcmp(a->h.features[i], b->h.features[i]) != 0)
@@ -370,6 +455,19 @@ static void write_test(const char *path, const Input *in, const Header *merged, 
 	for (int c = 0; c < merged->nclass; c++) header_add_class(&h, merged->classes[c]);
 
 	FILE *fp = atomic_open(&af, path);
+	if (in->img) {
+		ImgOut io;
+		size_t tile = (size_t)in->th * in->tw * 3;
+		imgout_start(&io, fp, path, &h, in->th, in->tw);
+		for (int i = 0; i < n; i++) {
+			int r = rows[i];
+			imgout_push(&io, in->b.ids[r], in->px + (size_t)r * tile, in->cls[r], in->b.d[r]);
+		}
+		imgout_finish(&io);
+		atomic_commit(&af);
+		header_free(&h);
+		return;
+	}
 	sw_init(&w, fp, path);
 	sw_header(&w, &h);
 	Block b;
@@ -391,15 +489,58 @@ static void write_test(const char *path, const Input *in, const Header *merged, 
 	header_free(&h);
 }
 
+static Rng aug_rng;
+
+/* tile of in's row into dst (H*W*3 floats, pixels / 255); aug: a random symmetry of the
+ * square (transpose only when square; flips) and colour jitter, drawn from aug_rng */
+static void tile_row(float *dst, const Input *in, int row, int aug)
+{
+	int H = in->th, W = in->tw;
+	const uint8_t *src = in->px + (size_t)row * H * W * 3;
+	const float k = 1.0f / 255.0f;
+	if (!aug) {
+		for (size_t i = 0; i < (size_t)H * W * 3; i++) dst[i] = (float)src[i] * k;
+		return;
+	}
+	int tr = H == W ? (int)rng_below(&aug_rng, 2) : 0;
+	int fh = (int)rng_below(&aug_rng, 2), fv = (int)rng_below(&aug_rng, 2);
+	double j = opt.jitter;
+	float con = (float)(1 + j * (2 * rng_uniform(&aug_rng) - 1));
+	float bri = (float)(1 + j * (2 * rng_uniform(&aug_rng) - 1));
+	float gain[3];
+	for (int c = 0; c < 3; c++) gain[c] = bri * (float)(1 + j * (2 * rng_uniform(&aug_rng) - 1));
+	for (int y = 0; y < H; y++)
+		for (int x = 0; x < W; x++) {
+			int sy = tr ? x : y, sx = tr ? y : x;
+			if (fh) sx = W - 1 - sx;
+			if (fv) sy = H - 1 - sy;
+			const uint8_t *p = src + ((size_t)sy * W + sx) * 3;
+			float *o = dst + ((size_t)y * W + x) * 3;
+			for (int c = 0; c < 3; c++) {
+				float v = (((float)p[c] * k - 0.5f) * con + 0.5f) * gain[c];
+				o[c] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+			}
+		}
+}
+
+static int row_width(const Input *in) { return in->img ? in->th * in->tw * 3 : in->b.f; }
+
+static void gather_aug(float *x, int32_t *y, const Input *in, int row, int label, int k, int aug)
+{
+	int f = row_width(in);
+	if (in->img) tile_row(x + (size_t)k * f, in, row, aug);
+	else memcpy(x + (size_t)k * f, in->b.x + (size_t)row * f, sizeof(float) * (size_t)f);
+	y[k] = label;
+}
+
 static void gather(float *x, int32_t *y, const Input *in, int row, int label, int k)
 {
-	memcpy(x + (size_t)k * in->b.f, in->b.x + (size_t)row * in->b.f, sizeof(float) * (size_t)in->b.f);
-	y[k] = label;
+	gather_aug(x, y, in, row, label, k, opt.augment);
 }
 
 static long write_val(SWriter *w, const char *set, const Input *in, const int *rows, int n)
 {
-	int f = in->b.f;
+	int f = row_width(in);
 	size_t rowbytes = sizeof(float) * (size_t)(f ? f : 1);
 	int chunk = (int)(VAL_FRAME_BYTES / rowbytes);
 	if (chunk < 1) chunk = 1;
@@ -412,7 +553,7 @@ static long write_val(SWriter *w, const char *set, const Input *in, const int *r
 		int m = n - start < chunk ? n - start : chunk;
 		for (int k = 0; k < m; k++) {
 			int r = rows[start + k];
-			gather(x, y, in, r, in->cls[r], k);
+			gather_aug(x, y, in, r, in->cls[r], k, 0);
 			ids[k] = in->b.ids[r];
 		}
 		int64_t shx[2] = { m, f }, shy[1] = { m };
@@ -433,7 +574,8 @@ static long write_val(SWriter *w, const char *set, const Input *in, const int *r
 
 enum {
 	O_SOURCE = 256, O_TARGET, O_TEST, O_SPLIT, O_TEST_OUT, O_BATCH, O_TBATCH, O_EPOCHS, O_SEED,
-	O_SPLIT_SEED, O_LPC, O_LFRAC, O_VAL, O_TESTF, O_SVAL, O_SFRAC, O_BALANCE, O_PROGRESS, O_QUIET, O_HELP
+	O_SPLIT_SEED, O_LPC, O_LFRAC, O_VAL, O_TESTF, O_SVAL, O_SFRAC, O_BALANCE, O_PROGRESS, O_QUIET, O_HELP,
+	O_AUGMENT, O_JITTER
 };
 
 static double parse_fraction(const char *name, const char *s, double max, int allow_zero)
@@ -463,6 +605,8 @@ int main(int argc, char **argv)
 		{ "source-val-fraction", required_argument, 0, O_SVAL },
 		{ "source-fraction", required_argument, 0, O_SFRAC },
 		{ "balance-classes", no_argument, 0, O_BALANCE },
+		{ "augment", no_argument, 0, O_AUGMENT },
+		{ "jitter", required_argument, 0, O_JITTER },
 		{ "progress", no_argument, 0, O_PROGRESS },
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, O_HELP },
@@ -493,6 +637,8 @@ int main(int argc, char **argv)
 		case O_SVAL: opt.source_val_fraction = parse_fraction("--source-val-fraction", optarg, 0.9, 1); break;
 		case O_SFRAC: opt.source_fraction = parse_fraction("--source-fraction", optarg, 1, 0); break;
 		case O_BALANCE: opt.balance = 1; break;
+		case O_AUGMENT: opt.augment = 1; break;
+		case O_JITTER: opt.jitter = parse_double("--jitter", optarg, 0, 0.5); break;
 		case O_PROGRESS: force_progress = 1; break;
 		case O_QUIET: quiet_flag = 1; break;
 		case O_HELP: usage(); break;
@@ -537,13 +683,23 @@ int main(int argc, char **argv)
 		if (nu) die("%s: %ld source rows are unlabelled (y = -1); the source must be labelled", src.path, nu);
 	}
 
+	if (opt.augment && !src.img) die("%s: --augment applies to image streams", src.path);
 	Header out;
 	header_init(&out, "batches");
-	for (int i = 0; i < src.h.nfeat; i++) {
-		out.features = xrealloc(out.features, sizeof(char *) * (size_t)(i + 1));
-		out.features[i] = xstrdup(src.h.features[i]);
+	if (src.img) {
+		/* pixel names in the row order (H,W,3) */
+		static const char rgb[3] = { 'r', 'g', 'b' };
+		out.nfeat = row_width(&src);
+		out.features = xmallocarray((size_t)out.nfeat, sizeof(char *));
+		for (int i = 0; i < out.nfeat; i++)
+			out.features[i] = xasprintf("%c%d_%d", rgb[i % 3], i / 3 / src.tw, i / 3 % src.tw);
+	} else {
+		for (int i = 0; i < src.h.nfeat; i++) {
+			out.features = xrealloc(out.features, sizeof(char *) * (size_t)(i + 1));
+			out.features[i] = xstrdup(src.h.features[i]);
+		}
+		out.nfeat = src.h.nfeat;
 	}
-	out.nfeat = src.h.nfeat;
 	merge_classes(&out, &src);
 	int nsrc_classes = out.nclass;
 	merge_classes(&out, &tgt);
@@ -635,6 +791,41 @@ int main(int argc, char **argv)
 	header_set_str(&out, "mode", opt.supervised ? "supervised" : "unsupervised");
 	const Blob *pre = header_get(&src.h, "preprocessing");
 	if (pre) header_set(&out, "preprocessing", pre);
+	if (src.img) {
+		/* how rows were made of tiles; for images it is also the model's preprocessing
+		 * (with the source's stain normalisation, when it had one) */
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 5);
+		msgpack_pack_str_with_body(&pk, "h", 1); msgpack_pack_int(&pk, src.th);
+		msgpack_pack_str_with_body(&pk, "w", 1); msgpack_pack_int(&pk, src.tw);
+		msgpack_pack_str_with_body(&pk, "channels", 8); msgpack_pack_int(&pk, 3);
+		msgpack_pack_str_with_body(&pk, "layout", 6); msgpack_pack_str_with_body(&pk, "hwc", 3);
+		msgpack_pack_str_with_body(&pk, "scale", 5); msgpack_pack_double(&pk, 1.0 / 255.0);
+		Blob ib = { sb.data, sb.size };
+		header_set(&out, "image", &ib);
+		if (!pre) {
+			const Blob *sn = header_get(&src.h, "stain_norm");
+			msgpack_sbuffer pb;
+			msgpack_packer pp;
+			msgpack_sbuffer_init(&pb);
+			msgpack_packer_init(&pp, &pb, msgpack_sbuffer_write);
+			msgpack_pack_map(&pp, 2);
+			msgpack_pack_str_with_body(&pp, "image", 5);
+			msgpack_pack_bin_body(&pp, ib.data, ib.len);  /* raw: the packed map itself */
+			msgpack_pack_str_with_body(&pp, "stain_norm", 10);
+			if (sn) msgpack_pack_bin_body(&pp, sn->data, sn->len);
+			else msgpack_pack_nil(&pp);
+			Blob pbb = { pb.data, pb.size };
+			header_set(&out, "preprocessing", &pbb);
+			msgpack_sbuffer_destroy(&pb);
+		}
+		msgpack_sbuffer_destroy(&sb);
+		header_set_int(&out, "augment", opt.augment);
+		if (opt.augment) header_set_double(&out, "jitter", opt.jitter);
+	}
 	header_set_int(&out, "n_labeled_target", n_l);
 	header_set_int(&out, "n_unlabeled_target", n_u);
 	header_set_int(&out, "n_source_train", n_s);
@@ -659,7 +850,8 @@ int main(int argc, char **argv)
 	if (n_sv) { write_val(&w, "source", &src, s_val, n_sv); rows += n_sv; }
 
 	/* ---- epochs ---- */
-	int f = src.b.f;
+	int f = row_width(&src);
+	rng_seed2(&aug_rng, opt.seed, RS_AUGMENT);
 	float *xs = xmallocarray((size_t)bs * (size_t)(f ? f : 1), sizeof(float));
 	float *xt = xmallocarray((size_t)(bt ? bt : 1) * (size_t)(f ? f : 1), sizeof(float));
 	int32_t *ys = xmallocarray((size_t)bs, sizeof(int32_t)), *yt = xmallocarray((size_t)(bt ? bt : 1), sizeof(int32_t));
