@@ -83,7 +83,7 @@ demo: setup all
 	sh pipelines/demo
 
 bench: all
-	sh tests/bench.sh
+	BIN=$(BIN) sh tests/bench.sh
 
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dapipe

@@ -136,6 +136,8 @@ typedef struct {
 void optim_init(Optim *o, OptKind kind, size_t n);
 void optim_free(Optim *o);
 void optim_step(Optim *o, float *params, const float *grads, float lr);
+/* the same step, then grads set to zero, in one pass over memory */
+void optim_step_zero(Optim *o, float *params, float *grads, float lr);
 
 /* ---- schedules; p in [0,1] is training progress ---- */
 float sched_lr_ganin(float lr0, float p);   /* lr0 / (1 + 10 p)^0.75 */

@@ -8,11 +8,17 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_PEERS 8
+/* tensors smaller than this go through the pipe even when shared memory is on */
+#define SHM_MIN_BYTES (64 * 1024)
+/* the descriptor number under which a stage finds the shared memory */
+#define SHM_CHILD_FD 3
 static Peer *peers[MAX_PEERS];
 static int npeers;
 static Peer *decoding;  /* the peer whose response is being decoded */
@@ -48,6 +54,11 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 	memset(p, 0, sizeof *p);
 	p->name = xstrdup(name);
 	p->cmd = xstrdup(cmd);
+	snprintf(p->label, sizeof p->label, "%s", name);
+	p->stage_s = -1;
+	/* shared memory for large tensors, offered at init (DAPIPE_SHM=0: pipes only) */
+	const char *shm_env = getenv("DAPIPE_SHM");
+	p->shm_fd = shm_env && strcmp(shm_env, "0") == 0 ? -1 : memfd_create("dapipe-stage", MFD_CLOEXEC);
 	static int hooked;
 	if (!hooked) {
 		hooked = 1;
@@ -70,12 +81,19 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 	if (pid == 0) {
 		/* dup2 clears close-on-exec on the new descriptors */
 		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(p->errfd, 2) < 0) _exit(127);
+		if (p->shm_fd >= 0) {
+			if (p->shm_fd == SHM_CHILD_FD) { if (fcntl(SHM_CHILD_FD, F_SETFD, 0) < 0) _exit(127); }
+			else if (dup2(p->shm_fd, SHM_CHILD_FD) < 0) _exit(127);
+		}
 		signal(SIGPIPE, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
 	close(out[1]);
+	/* larger pipes: fewer wake-ups per tensor (best effort; the default is 64 KiB) */
+	fcntl(in[1], F_SETPIPE_SZ, 1 << 20);
+	fcntl(out[0], F_SETPIPE_SZ, 1 << 20);
 	p->pid = pid;
 	p->to = fdopen(in[1], "wb");
 	if (!p->to) die("fdopen:");
@@ -166,9 +184,18 @@ void peer_fail(Peer *p, const char *fmt, ...)
 
 SWriter *peer_request(Peer *p, const char *type, size_t n)
 {
-	sw_map(&p->w, n);
+	p->t_req = now_seconds();
+	/* init offers the shared memory: shm_fd names the descriptor the child holds it
+	 * under; a stage that maps it answers shm: true, any other ignores the key */
+	int offer = p->shm_fd >= 0 && strcmp(type, "init") == 0;
+	sw_map(&p->w, n + (offer ? 1 : 0));
 	sw_key(&p->w, "type");
 	sw_str(&p->w, type);
+	if (offer) {
+		sw_key(&p->w, "shm_fd");
+		sw_int(&p->w, SHM_CHILD_FD);
+		p->shm_init = p->requests + 1;
+	}
 	return &p->w;
 }
 
@@ -186,6 +213,74 @@ void peer_send(Peer *p)
 		peer_die(p, st);
 	}
 	p->pending++;
+	p->send_s += now_seconds() - p->t_req;
+}
+
+/* grow the shared region to hold bytes; 0 if it cannot (the caller uses the pipe) */
+static int shm_reserve(Peer *p, size_t bytes)
+{
+	if (bytes <= p->shm_len) return 1;
+	size_t len = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+	if (ftruncate(p->shm_fd, (off_t)len) != 0) return 0;
+	if (p->shm) munmap(p->shm, p->shm_len);
+	p->shm = NULL;
+	p->shm_len = 0;
+	void *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, p->shm_fd, 0);
+	if (a == MAP_FAILED) return 0;
+	p->shm = a;
+	p->shm_len = len;
+	return 1;
+}
+
+void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows)
+{
+	SWriter *w = &p->w;
+	size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
+	int64_t total = 0;
+	for (int i = 0; i < nparts; i++) total += part_rows[i];
+	ASSERT(total == rows);
+	sw_map(w, 3);
+	sw_key(w, "dtype"); sw_str(w, "f32");
+	sw_key(w, "shape"); sw_array(w, 2); sw_int(w, rows); sw_int(w, cols);
+	/* the stage reads the region before it answers, so it is free when nothing is pending */
+	if (p->shm_ok && p->pending == 0 && bytes >= SHM_MIN_BYTES && shm_reserve(p, bytes)) {
+		char *o = p->shm;
+		for (int i = 0; i < nparts; i++) {
+			size_t b = (size_t)part_rows[i] * (size_t)cols * sizeof(float);
+			memcpy(o, part[i], b);
+			o += b;
+		}
+		sw_key(w, "shm");
+		sw_map(w, 2);
+		sw_key(w, "offset"); sw_int(w, 0);
+		sw_key(w, "size"); sw_int(w, (int64_t)p->shm_len);
+		p->shm_bytes += (long)bytes;
+		return;
+	}
+	sw_key(w, "data");
+	ASSERT(bytes <= UINT32_MAX);
+	msgpack_pack_bin(&w->pk, bytes);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#error "peer_tensor_f32 writes host-order floats: add a byte swap for big-endian hosts"
+#endif
+	for (int i = 0; i < nparts; i++)
+		msgpack_pack_bin_body(&w->pk, part[i], (size_t)part_rows[i] * (size_t)cols * sizeof(float));
+	p->pipe_bytes += (long)bytes;
+}
+
+void peer_report(Peer *p, int n, double total_s)
+{
+	if (!getenv("DAPIPE_STAGE_STATS")) return;
+	for (int i = 0; i < n; i++) {
+		Peer *q = &p[i];
+		double tr = q->send_s + (q->stage_s >= 0 ? q->stage_decode_s : 0);
+		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s, waiting %.3f s; stage compute %s%.3f s, "
+		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, pipe %.1f)\n",
+		        argv0, q->label, q->requests, q->send_s, q->wait_s, q->stage_s >= 0 ? "" : "(not reported) ",
+		        q->stage_s >= 0 ? q->stage_s : 0.0, q->stage_s >= 0 ? q->stage_decode_s : 0.0, tr,
+		        total_s > 0 ? 100 * tr / total_s : 0.0, total_s, q->shm_ok ? "shared memory" : "pipes",
+		        q->shm_bytes / 1048576.0, q->pipe_bytes / 1048576.0);
+	}
 }
 
 const msgpack_object *peer_recv(Peer *p)
@@ -198,6 +293,7 @@ const msgpack_object *peer_recv(Peer *p)
 	int k = sr_try_next(&p->from, &f, &why);
 	p->wait_s += now_seconds() - t0;
 	p->pending--;
+	p->responses++;
 	if (k == 0) {
 		child_state(p, st, sizeof st);
 		peer_die(p, st);
@@ -222,6 +318,10 @@ const msgpack_object *peer_recv(Peer *p)
 		snprintf(st, sizeof st, "answered garbage (response %ld is not {type: \"ok\"} or {type: \"error\"})", p->from.frame);
 		peer_die(p, st);
 	}
+	if (p->responses == p->shm_init) {
+		const msgpack_object *o = obj_get(f, "shm");
+		p->shm_ok = o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+	}
 	decoding = p;
 	return f;
 }
@@ -230,9 +330,15 @@ void peer_quit(Peer *p)
 {
 	char st[160];
 	while (p->pending) peer_recv(p);
-	peer_request(p, "quit", 1);
+	/* stats: a stage that keeps them answers compute_s (others ignore the key) */
+	SWriter *w = peer_request(p, "quit", 2);
+	sw_key(w, "stats"); sw_bool(w, 1);
 	peer_send(p);
-	peer_recv(p);
+	const msgpack_object *f = peer_recv(p);
+	const msgpack_object *cs = obj_get(f, "compute_s");
+	const msgpack_object *ds = obj_get(f, "decode_s");
+	if (cs && (cs->type == MSGPACK_OBJECT_FLOAT64 || cs->type == MSGPACK_OBJECT_FLOAT32)) p->stage_s = cs->via.f64;
+	if (ds && (ds->type == MSGPACK_OBJECT_FLOAT64 || ds->type == MSGPACK_OBJECT_FLOAT32)) p->stage_decode_s = ds->via.f64;
 	decoding = NULL;
 	fclose(p->to);
 	p->to = NULL;
@@ -249,6 +355,11 @@ void peer_quit(Peer *p)
 	p->pid = 0;
 	close(p->errfd);
 	p->errfd = -1;
+	if (p->shm) munmap(p->shm, p->shm_len);
+	if (p->shm_fd >= 0) close(p->shm_fd);
+	p->shm = NULL;
+	p->shm_len = 0;
+	p->shm_fd = -1;
 	for (int i = 0; i < npeers; i++)
 		if (peers[i] == p) {
 			peers[i] = peers[--npeers];

@@ -24,6 +24,20 @@ typedef struct {
 	int pending;       /* requests sent whose response is not read yet */
 	long requests;     /* requests sent so far */
 	double wait_s;     /* seconds spent waiting for responses */
+	/* shared memory for large tensors (docs/STAGES.md, "Shared memory") */
+	int shm_fd;        /* memfd given to the child as descriptor 3, -1 if none */
+	int shm_ok;        /* the stage accepted it in its init answer */
+	char *shm;         /* mapping of shm_len bytes (grown on demand) */
+	size_t shm_len;
+	long shm_init;     /* number of the init request whose answer says shm, 0 if none */
+	long responses;    /* answers read so far */
+	/* timing (DAPIPE_STAGE_STATS) */
+	double t_req;      /* when the request being packed was begun */
+	double send_s;     /* seconds spent packing and writing requests */
+	char label[32];    /* the name, kept after peer_quit for peer_report */
+	double stage_s;    /* compute seconds the stage reported at quit, -1 if it did not */
+	double stage_decode_s;  /* seconds the stage reported decoding request tensors */
+	long shm_bytes, pipe_bytes;  /* tensor bytes sent through each transport */
 } Peer;
 
 /* Start CMD through /bin/sh -c with pipes on stdin/stdout and stderr captured. */
@@ -39,6 +53,16 @@ void peer_send(Peer *p);
 const msgpack_object *peer_recv(Peer *p);
 /* A response whose fields are wrong (e.g. a tensor of the wrong shape). */
 _Noreturn void peer_fail(Peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Pack a 2-D f32 tensor (rows, cols), given as nparts consecutive row blocks
+ * (part[i] holds part_rows[i] rows), as the value of the key just packed: through the
+ * peer's shared memory when the stage accepted it at init, the tensor is large and no
+ * answer is pending (the stage reads it before it answers), else as msgpack bin data. */
+void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows);
+/* With $DAPIPE_STAGE_STATS set, one line on stderr per stage (after peer_quit):
+ * requests, seconds packing/sending and waiting, the compute and decoding seconds
+ * the stage reported, and the transport time (packing and sending the requests plus
+ * the stage's decoding of them) as a share of total_s. */
+void peer_report(Peer *p, int n, double total_s);
 /* Send quit, read the answer, close the pipes, wait for a zero exit status. */
 void peer_quit(Peer *p);
 /* The last lines of the stage's stderr, joined with " | " (static buffer). */

@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 Act parse_act(const char *opt, const char *s)
@@ -82,18 +84,89 @@ int req_bool(const SReader *r, const msgpack_object *req, const char *key, int d
 	sr_fail(r, "%s: expected a boolean", key);
 }
 
+/* A tensor {dtype: "f32", shape: [rows, cols], shm: {offset, size}} whose bytes lie in
+ * the shared region: checks it and returns a pointer into the region (mapped or
+ * remapped to size bytes on demand). */
+static const float *shm_matrix(Stage *s, const msgpack_object *o, const msgpack_object *ref, const char *key, int cols, int *rows)
+{
+	SReader *r = &s->in;
+	if (!s->shm_on) sr_fail(r, "%s: a tensor in shared memory, but none was set up at init", key);
+	if (ref->type != MSGPACK_OBJECT_MAP) sr_fail(r, "%s: shm is not a map", key);
+	int64_t off = get_int(r, ref, "offset"), size = get_int(r, ref, "size");
+	const msgpack_object *dt = obj_get(o, "dtype"), *sh = obj_get(o, "shape");
+	if (!obj_is_str(dt, "f32")) sr_fail(r, "%s: expected dtype f32", key);
+	if (!sh || sh->type != MSGPACK_OBJECT_ARRAY || sh->via.array.size != 2)
+		sr_fail(r, "%s: expected a shape of 2 dimensions", key);
+	int64_t dim[2];
+	for (int i = 0; i < 2; i++) {
+		const msgpack_object *d = &sh->via.array.ptr[i];
+		if (d->type != MSGPACK_OBJECT_POSITIVE_INTEGER || d->via.u64 > INT32_MAX)
+			sr_fail(r, "%s: shape[%d] is not a non-negative integer", key, i);
+		dim[i] = (int64_t)d->via.u64;
+	}
+	if (dim[1] != cols) sr_fail(r, "%s has %lld columns, the %s takes %d", key, (long long)dim[1], s->role, cols);
+	uint64_t bytes = (uint64_t)dim[0] * (uint64_t)dim[1] * sizeof(float);
+	if (off < 0 || size < 0 || (uint64_t)off > (uint64_t)size || bytes > (uint64_t)size - (uint64_t)off)
+		sr_fail(r, "%s: %llu bytes at offset %lld do not fit the shared region of %lld bytes", key,
+		        (unsigned long long)bytes, (long long)off, (long long)size);
+	if ((size_t)size > s->shm_len) {
+		struct stat st;
+		if (fstat(s->shm_fd, &st) != 0 || st.st_size < size)
+			sr_fail(r, "%s: the shared region is smaller than the %lld bytes announced", key, (long long)size);
+		if (s->shm) munmap((void *)s->shm, s->shm_len);
+		s->shm = NULL;
+		s->shm_len = 0;
+		void *a = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, s->shm_fd, 0);
+		if (a == MAP_FAILED) die("shared memory: cannot map %lld bytes:", (long long)size);
+		s->shm = a;
+		s->shm_len = (size_t)size;
+	}
+	*rows = (int)dim[0];
+	return (const float *)(s->shm + off);
+}
+
+int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t)
+{
+	double t0 = now_seconds();
+	const msgpack_object *o = obj_get(req, key);
+	const msgpack_object *ref = o && o->type == MSGPACK_OBJECT_MAP ? obj_get(o, "shm") : NULL;
+	memset(t, 0, sizeof *t);
+	int rows;
+	if (ref) {
+		*data = shm_matrix(s, o, ref, key, cols, &rows);
+	} else {
+		get_tensor(&s->in, req, key, DT_F32, 2, t);
+		if (t->shape[1] != cols)
+			sr_fail(&s->in, "%s has %lld columns, the %s takes %d", key, (long long)t->shape[1], s->role, cols);
+		rows = (int)t->shape[0];
+		*data = t->data;
+	}
+	s->decode_s += now_seconds() - t0;
+	return rows;
+}
+
 int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, Tensor *t)
 {
-	get_tensor(&s->in, req, key, DT_F32, 2, t);
-	if (t->shape[1] != cols)
-		sr_fail(&s->in, "%s has %lld columns, the %s takes %d", key, (long long)t->shape[1], s->role, cols);
-	return (int)t->shape[0];
+	const float *data;
+	int rows = req_matrix_view(s, req, key, cols, &data, t);
+	if (!t->data) {
+		/* in shared memory: the caller owns a copy */
+		double t0 = now_seconds();
+		t->dtype = DT_F32;
+		t->ndim = 2;
+		t->shape[0] = rows;
+		t->shape[1] = cols;
+		t->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
+		t->data = xmalloc(t->nbytes ? t->nbytes : 1);
+		memcpy(t->data, data, t->nbytes);
+		s->decode_s += now_seconds() - t0;
+	}
+	return rows;
 }
 
 void stage_step(Stage *s, double lr)
 {
-	optim_step(&s->opt, mlp_params(s->m), mlp_grads(s->m), (float)lr);
-	mlp_zero_grad(s->m);
+	optim_step_zero(&s->opt, mlp_params(s->m), mlp_grads(s->m), (float)lr);
 }
 
 /* ---- params frames ---- */
@@ -268,11 +341,29 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
 
 /* ---- the serve loop ---- */
 
-static void write_arch_reply(Stage *s)
+static void write_arch_reply(Stage *s, int shm)
 {
-	stage_ok(s, 2);
+	stage_ok(s, shm ? 3 : 2);
 	sw_key(&s->out, "out"); sw_int(&s->out, mlp_out(s->m));
 	sw_key(&s->out, "nparams"); sw_int(&s->out, (int64_t)mlp_nparams(s->m));
+	if (shm) { sw_key(&s->out, "shm"); sw_bool(&s->out, 1); }
+}
+
+/* init's shm_fd: the descriptor of the shared region train-step offers; accepted when
+ * it is open here (a stage started elsewhere, e.g. over ssh, has no such descriptor) */
+static int shm_accept(Stage *s, const msgpack_object *req)
+{
+	int64_t fd = opt_int(&s->in, req, "shm_fd", -1);
+	const char *env = getenv("DAPIPE_SHM");
+	struct stat st;
+	if (fd < 0 || fd > 1024 || (env && strcmp(env, "0") == 0)) return 0;
+	if (fstat((int)fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+	if (s->shm) munmap((void *)s->shm, s->shm_len);
+	s->shm = NULL;
+	s->shm_len = 0;
+	s->shm_on = 1;
+	s->shm_fd = (int)fd;
+	return 1;
 }
 
 static void optim_setup(Stage *s, const msgpack_object *req)
@@ -311,20 +402,21 @@ static void do_init(Stage *s, const msgpack_object *req)
 	mlp_set_seed(s->m, (uint64_t)seed * 2654435761u + 1);
 	optim_setup(s, req);
 	s->last_b = 0;
-	write_arch_reply(s);
+	write_arch_reply(s, shm_accept(s, req));
 }
 
 static void do_forward(Stage *s, const msgpack_object *req)
 {
 	Tensor x;
+	const float *xv;
 	int train = req_bool(&s->in, req, "train", 0);
-	int b = req_matrix(s, req, "x", mlp_spec(s->m)->in, &x);
+	int b = req_matrix_view(s, req, "x", mlp_spec(s->m)->in, &xv, &x);
 	if (train && b < 2 && mlp_spec(s->m)->norm == NORM_BATCH) {
 		tensor_free(&x);
 		stage_error(s, "forward: a training batch of %d row%s would reach BatchNorm", b, b == 1 ? "" : "s");
 		return;
 	}
-	const float *y = b ? mlp_forward(s->m, x.data, b, train) : NULL;
+	const float *y = b ? mlp_forward(s->m, xv, b, train) : NULL;
 	/* backward may follow either mode: after an evaluation-mode forward it
 	 * differentiates the evaluation-mode function (BatchNorm with its running
 	 * statistics, no dropout), which is what input attributions need */
@@ -395,7 +487,7 @@ static void do_load(Stage *s, const msgpack_object *req)
 	else if (!s->opt.m && !s->opt.v) optim_setup(s, req);
 	else if (s->opt.n != mlp_nparams(m)) { optim_free(&s->opt); optim_setup(s, req); }
 	s->last_b = 0;
-	write_arch_reply(s);
+	write_arch_reply(s, 0);
 }
 
 void stage_serve(Stage *s)
@@ -408,10 +500,17 @@ void stage_serve(Stage *s)
 		char type[64];
 		snprintf(type, sizeof type, "%s", frame_type(&s->in, req));
 		if (strcmp(type, "quit") == 0) {
-			stage_ok(s, 0);
+			/* stats: the seconds spent in handlers, less decoding tensors */
+			int stats = req_bool(&s->in, req, "stats", 0);
+			stage_ok(s, stats ? 2 : 0);
+			if (stats) {
+				sw_key(&s->out, "compute_s"); sw_double(&s->out, s->busy_s - s->decode_s);
+				sw_key(&s->out, "decode_s"); sw_double(&s->out, s->decode_s);
+			}
 			sw_flush(&s->out);
 			break;
 		}
+		double t0 = now_seconds();
 		if (strcmp(type, "init") == 0) do_init(s, req);
 		else if (!s->m && strcmp(type, "load") != 0) stage_error(s, "%s: the stage is not initialised (send init or load first)", type);
 		else if (strcmp(type, "forward") == 0) do_forward(s, req);
@@ -423,12 +522,14 @@ void stage_serve(Stage *s)
 		else if (strcmp(type, "load") == 0) do_load(s, req);
 		else if (!s->handle || !s->handle(s, type, req))
 			stage_error(s, "unknown request \"%s\" for the %s stage", type, s->role);
+		s->busy_s += now_seconds() - t0;
 		sw_flush(&s->out);
 	}
 	if (s->m) {
 		mlp_free(s->m);
 		optim_free(&s->opt);
 	}
+	if (s->shm) munmap((void *)s->shm, s->shm_len);
 	sr_close(&s->in);
 	exit(0);
 }

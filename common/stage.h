@@ -46,6 +46,12 @@ struct Stage {
 	int last_b;                /* rows of the last forward (either mode), 0 if none */
 	SReader in;
 	SWriter out;
+	/* shared memory offered by train-step at init (docs/STAGES.md) */
+	int shm_on, shm_fd;
+	const char *shm;           /* read-only mapping of shm_len bytes */
+	size_t shm_len;
+	/* seconds in request handlers, and the part of it spent decoding tensors */
+	double busy_s, decode_s;
 	/* the role's own requests; returns 0 for a request it does not know */
 	int (*handle)(Stage *s, const char *type, const msgpack_object *req);
 };
@@ -58,8 +64,12 @@ void stage_error(Stage *s, const char *fmt, ...) __attribute__((format(printf, 2
 /* a request's boolean field (default def) */
 int req_bool(const SReader *r, const msgpack_object *req, const char *key, int def);
 /* A 2-D f32 tensor field with cols columns (dies naming the field otherwise);
- * returns rows, data in *t. */
+ * returns rows, data in *t (copied, also from shared memory). */
 int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, Tensor *t);
+/* The same without a copy when the tensor lies in shared memory: returns rows and
+ * sets *data to the values (in the region, valid until the answer is sent, or in
+ * *t, which the caller frees with tensor_free either way). */
+int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t);
 /* optimiser step with lr, then zero the gradients */
 void stage_step(Stage *s, double lr);
 
