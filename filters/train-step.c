@@ -544,9 +544,8 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	}
 	/* encoder forward (training mode) */
 	Peer *enc = &t->st[0], *cls = &t->st[1], *dis = &t->st[2];
-	int64_t shX[2] = { B, F };
 	SWriter *w = peer_request(enc, "forward", 3);
-	sw_key(w, "x"); sw_tensor(w, DT_F32, 2, shX, X);
+	sw_key(w, "x"); peer_tensor_f32(enc, B, F, 1, (const float *const[1]){ X }, (int64_t[1]){ B });
 	sw_key(w, "train"); sw_bool(w, 1);
 	peer_send(enc);
 	Tensor zt_;
@@ -663,7 +662,7 @@ static double evaluate(T *t, const ValSet *v)
 	for (int s = 0; s < v->n; s += VAL_CHUNK) {
 		int n = v->n - s < VAL_CHUNK ? v->n - s : VAL_CHUNK;
 		SWriter *w = peer_request(enc, "forward", 3);
-		sw_key(w, "x"); sw_tensor(w, DT_F32, 2, (int64_t[2]){ n, t->F }, v->x + (size_t)s * t->F);
+		sw_key(w, "x"); peer_tensor_f32(enc, n, t->F, 1, (const float *const[1]){ v->x + (size_t)s * t->F }, (int64_t[1]){ n });
 		sw_key(w, "train"); sw_bool(w, 0);
 		peer_send(enc);
 		Tensor z;
@@ -691,7 +690,7 @@ static void infer(T *t, const float *X, int n, float **Zo, float **Po)
 	for (int s = 0; s < n; s += VAL_CHUNK) {
 		int m = n - s < VAL_CHUNK ? n - s : VAL_CHUNK;
 		SWriter *w = peer_request(enc, "forward", 3);
-		sw_key(w, "x"); sw_tensor(w, DT_F32, 2, (int64_t[2]){ m, t->F }, X + (size_t)s * t->F);
+		sw_key(w, "x"); peer_tensor_f32(enc, m, t->F, 1, (const float *const[1]){ X + (size_t)s * t->F }, (int64_t[1]){ m });
 		sw_key(w, "train"); sw_bool(w, 0);
 		peer_send(enc);
 		Tensor z, l;
@@ -1128,6 +1127,7 @@ int main(int argc, char **argv)
 	     why, t.gstep, total, t.gstep ? 1000 * t.t_steps / (double)t.gstep : 0.0, t.out);
 	(void)wait;
 	for (int i = 0; i < t.nst; i++) peer_quit(&t.st[i]);
+	peer_report(t.st, t.nst, total);  /* with $DAPIPE_STAGE_STATS: transport overhead per stage */
 	for (int i = 0; i < 3; i++) { free(t.cmd[i]); blob_free(&t.best[i]); }
 	for (int i = 0; i < 2; i++) { free(t.val[i].x); free(t.val[i].y); }
 	free(t.pool.x);
