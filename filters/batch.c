@@ -39,12 +39,18 @@
  * jitter (contrast, brightness and per-channel gain, each 1 +- --jitter). --test-out
  * then writes an image stream.
  *
- * The inputs are held in memory (a file-backed shuffle is later work).
+ * Memory. The rows of data streams are held in memory up to --memory-limit MB (all
+ * inputs together; default half the physical memory); an input that would pass it is
+ * spilled to a temporary file of fixed-size records in --spill DIR (default $TMPDIR or
+ * /tmp; --spill alone spills every input) and its rows are read back with pread in the
+ * same seeded order, so the output is the same bytes either way (docs/BATCH.md).
+ * Image tiles are always held in memory.
  *
  * Options: see usage() (every option with its default).
  * Exit: 0 ok, 1 bad input data or I/O error, 2 usage error. */
 #include "image.h"
 #include "rng.h"
+#include "shuffle.h"
 #include "stream.h"
 #include "util.h"
 
@@ -72,7 +78,9 @@ enum { RS_SPLIT_SOURCE = 1, RS_SPLIT_TARGET, RS_SOURCE_EPOCH, RS_BALANCE_ORDER, 
 typedef struct {
 	const char *path;
 	Header h;
-	Block b;     /* every row of the stream */
+	Block b;     /* ids, labels and domains of every row (no x: b.f = 0) */
+	int f;       /* features of a data stream */
+	RowStore rs; /* x of a data stream, in memory or spilled */
 	int *cls;    /* label per row in the merged class list, -1 = unlabelled */
 	int *role;
 	int img;     /* an image stream: b.f = 0 and the tiles are in px */
@@ -93,7 +101,10 @@ static struct {
 	double labeled_fraction, val_fraction, test_fraction, source_val_fraction, source_fraction;
 	int val_given, test_given, split_seed_given, balance, supervised, augment;
 	double jitter;
+	const char *spill_dir;
+	long memory_limit;   /* MiB; -1: default */
 } opt = {
+	.memory_limit = -1,
 	.jitter = 0.05,
 	.batch_size = 32, .target_batch_size = 0, .epochs = 50, .seed = 1,
 	.val_fraction = 0.1, .test_fraction = 0.2, .source_val_fraction = 0.1, .source_fraction = 1.0,
@@ -136,6 +147,13 @@ static void usage(void)
 	       "                            the training rows, seeded by --seed (default: off)\n"
 	       "  --jitter F                colour jitter amplitude with --augment, 0 to 0.5\n"
 	       "                            (default 0.05)\n"
+	       "\n"
+	       "Memory (data streams; the output is the same bytes either way):\n"
+	       "  --memory-limit MB         hold at most MB MiB of input rows in memory; an input\n"
+	       "                            past it is spilled to a temporary file (default: half\n"
+	       "                            the physical memory; 0: spill every input)\n"
+	       "  --spill DIR               folder of the spill files (default: $TMPDIR, else /tmp);\n"
+	       "                            without --memory-limit every input is spilled\n"
 	       "\n"
 	       "  --progress                progress on stderr even when it is not a terminal\n"
 	       "  --quiet                   no messages except errors and warnings\n"
@@ -188,6 +206,8 @@ static void load_images(Input *in, ImgIn *ii)
 	in->role = xmallocarray(in->b.n ? (size_t)in->b.n : 1, sizeof(int));
 }
 
+static RowBudget budget;
+
 static void load(Input *in, const char *path)
 {
 	DataIn d;
@@ -219,7 +239,9 @@ static void load(Input *in, const char *path)
 	d.r = r;
 	d.h = h;
 	block_init(&tmp, d.h.nfeat, 1);
-	block_init(&in->b, d.h.nfeat, 256);
+	block_init(&in->b, 0, 256);
+	in->f = d.h.nfeat;
+	rows_init(&in->rs, sizeof(float) * (size_t)(in->f ? in->f : 1), &budget, path);
 	while (data_next(&d, &tmp)) {
 		Block *b = &in->b;
 		if (tmp.n > INT_MAX - b->n) die("%s: too many rows", path);
@@ -228,15 +250,19 @@ static void load(Input *in, const char *path)
 			while (cap < b->n + tmp.n) cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
 			block_reserve(b, cap);
 		}
-		/* take the ids over from tmp; copy the numbers */
+		/* take the ids over from tmp; the numbers go to the row store */
 		memcpy(b->ids + b->n, tmp.ids, sizeof(char *) * (size_t)tmp.n);
-		memcpy(b->x + (size_t)b->n * b->f, tmp.x, sizeof(float) * (size_t)tmp.n * (size_t)b->f);
+		if (in->f) rows_append(&in->rs, tmp.x, tmp.n);
 		memcpy(b->y + b->n, tmp.y, sizeof(int32_t) * (size_t)tmp.n);
 		memcpy(b->d + b->n, tmp.d, sizeof(int32_t) * (size_t)tmp.n);
 		b->n += tmp.n;
 		tmp.n = 0;
 	}
 	block_free(&tmp);
+	rows_finish(&in->rs);
+	if (rows_spilled(&in->rs))
+		info("%s: %d rows x %d features (%.1f MiB) spilled to a temporary file in %s", path, in->b.n, in->f,
+		     (double)in->b.n * (double)in->rs.rowbytes / 1048576.0, in->rs.dir);
 	/* keep the header; the reader goes */
 	header_copy(&in->h, &d.h);
 	data_close(&d);
@@ -251,6 +277,7 @@ static void free_input(Input *in)
 	free(in->cls);
 	free(in->role);
 	free(in->px);
+	if (!in->img) rows_free(&in->rs);
 }
 
 static void same_features(const Input *a, const Input *b)
@@ -471,11 +498,13 @@ static void write_test(const char *path, const Input *in, const Header *merged, 
 	sw_init(&w, fp, path);
 	sw_header(&w, &h);
 	Block b;
-	block_init(&b, in->b.f, TEST_BLOCK_ROWS);
+	block_init(&b, in->f, TEST_BLOCK_ROWS);
+	float *row = xmallocarray((size_t)(in->f ? in->f : 1), sizeof(float));
 	long frames = 0;
 	for (int i = 0; i < n; i++) {
 		int r = rows[i];
-		block_push(&b, in->b.ids[r], in->b.x + (size_t)r * in->b.f, in->cls[r], in->b.d[r]);
+		if (in->f) rows_get((RowStore *)&in->rs, r, row);
+		block_push(&b, in->b.ids[r], row, in->cls[r], in->b.d[r]);
 		if (b.n == TEST_BLOCK_ROWS || i == n - 1) {
 			sw_block(&w, &b);
 			frames++;
@@ -485,6 +514,7 @@ static void write_test(const char *path, const Input *in, const Header *merged, 
 	sw_end(&w, n, frames);
 	sw_flush(&w);
 	atomic_commit(&af);
+	free(row);
 	block_free(&b);
 	header_free(&h);
 }
@@ -523,13 +553,13 @@ static void tile_row(float *dst, const Input *in, int row, int aug)
 		}
 }
 
-static int row_width(const Input *in) { return in->img ? in->th * in->tw * 3 : in->b.f; }
+static int row_width(const Input *in) { return in->img ? in->th * in->tw * 3 : in->f; }
 
 static void gather_aug(float *x, int32_t *y, const Input *in, int row, int label, int k, int aug)
 {
 	int f = row_width(in);
 	if (in->img) tile_row(x + (size_t)k * f, in, row, aug);
-	else memcpy(x + (size_t)k * f, in->b.x + (size_t)row * f, sizeof(float) * (size_t)f);
+	else if (f) rows_get((RowStore *)&in->rs, row, x + (size_t)k * f);
 	y[k] = label;
 }
 
@@ -575,7 +605,7 @@ static long write_val(SWriter *w, const char *set, const Input *in, const int *r
 enum {
 	O_SOURCE = 256, O_TARGET, O_TEST, O_SPLIT, O_TEST_OUT, O_BATCH, O_TBATCH, O_EPOCHS, O_SEED,
 	O_SPLIT_SEED, O_LPC, O_LFRAC, O_VAL, O_TESTF, O_SVAL, O_SFRAC, O_BALANCE, O_PROGRESS, O_QUIET, O_HELP,
-	O_AUGMENT, O_JITTER
+	O_AUGMENT, O_JITTER, O_SPILL, O_MEMLIMIT
 };
 
 static double parse_fraction(const char *name, const char *s, double max, int allow_zero)
@@ -607,6 +637,8 @@ int main(int argc, char **argv)
 		{ "balance-classes", no_argument, 0, O_BALANCE },
 		{ "augment", no_argument, 0, O_AUGMENT },
 		{ "jitter", required_argument, 0, O_JITTER },
+		{ "spill", required_argument, 0, O_SPILL },
+		{ "memory-limit", required_argument, 0, O_MEMLIMIT },
 		{ "progress", no_argument, 0, O_PROGRESS },
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, O_HELP },
@@ -639,6 +671,11 @@ int main(int argc, char **argv)
 		case O_BALANCE: opt.balance = 1; break;
 		case O_AUGMENT: opt.augment = 1; break;
 		case O_JITTER: opt.jitter = parse_double("--jitter", optarg, 0, 0.5); break;
+		case O_SPILL:
+			if (!*optarg) usage_error("--spill: empty folder name");
+			opt.spill_dir = optarg;
+			break;
+		case O_MEMLIMIT: opt.memory_limit = parse_long("--memory-limit", optarg, 0, 1L << 40); break;
 		case O_PROGRESS: force_progress = 1; break;
 		case O_QUIET: quiet_flag = 1; break;
 		case O_HELP: usage(); break;
@@ -666,6 +703,10 @@ int main(int argc, char **argv)
 	if (!opt.target_batch_size) opt.target_batch_size = opt.batch_size;
 	if (isatty(1)) usage_error("refusing to write a binary stream to a terminal (redirect stdout)");
 	progress_setup(force_progress, quiet_flag);
+	if (opt.spill_dir && access(opt.spill_dir, W_OK | X_OK) != 0) die("--spill %s:", opt.spill_dir);
+	budget.dir = opt.spill_dir;
+	budget.limit = opt.memory_limit >= 0 ? (size_t)opt.memory_limit << 20
+	             : opt.spill_dir ? 0 : rows_default_limit();
 
 	/* ---- read and check the inputs ---- */
 	Input src, tgt, tst;
