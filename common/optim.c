@@ -4,8 +4,10 @@
 #include "util.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *opt_names[OPT_COUNT] = { "adam", "adamw", "sgd" };
 
@@ -76,25 +78,87 @@ static inline __attribute__((always_inline)) void adam_pass(float *restrict p, f
 	}
 }
 
+/* one contiguous range [lo, hi) of the update; the constants of this step in c */
+typedef struct {
+	Optim *o;
+	float *params, *grads;
+	size_t lo, hi;
+	float lr, inv_bc2_sqrt, step_size, shrink, l2;
+	int zero;
+} Range;
+
+static void run_range(const Range *r)
+{
+	Optim *o = r->o;
+	size_t lo = r->lo, n = r->hi - r->lo;
+	float *p = r->params + lo, *g = r->grads + lo;
+	if (o->kind == OPT_SGD) {
+		sgd_pass(p, g, o->m + lo, n, r->lr, o->weight_decay, o->momentum, r->zero);
+		return;
+	}
+	/* zero as a constant in each call, so neither loop carries the branch */
+	if (r->zero) adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, r->step_size, r->inv_bc2_sqrt, r->shrink, r->l2, 1);
+	else adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, r->step_size, r->inv_bc2_sqrt, r->shrink, r->l2, 0);
+}
+
+static void *range_thread(void *a)
+{
+	run_range(a);
+	return NULL;
+}
+
+/* Threads for a large update (a wide encoder's 5 M parameters): $DAPIPE_OPTIM_THREADS,
+ * else the online cores, at most 8; 1 below a million parameters. Each element is
+ * updated alone, so the result does not depend on the number of threads. */
+static int range_threads(size_t n)
+{
+	if (n < ((size_t)1 << 20)) return 1;
+	const char *e = getenv("DAPIPE_OPTIM_THREADS");
+	long k = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	if (k < 1) k = 1;
+	if (k > 8) k = 8;
+	return (int)k;
+}
+
 static void step(Optim *o, float *params, float *grads, float lr, int zero)
 {
 	o->t++;
-	size_t n = o->n;
-	float wd = o->weight_decay;
-	if (o->kind == OPT_SGD) {
-		sgd_pass(params, grads, o->m, n, lr, wd, o->momentum, zero);
-		return;
+	Range r;
+	memset(&r, 0, sizeof r);
+	r.o = o;
+	r.params = params;
+	r.grads = grads;
+	r.lr = lr;
+	r.zero = zero;
+	if (o->kind != OPT_SGD) {
+		float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
+		float bc1 = 1.0f - powf(b1, (float)o->t);
+		float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)o->t));
+		int decoupled = o->kind == OPT_ADAMW;
+		r.step_size = lr / bc1;
+		/* sqrt(v) / bc2_sqrt as sqrt(v) * (1 / bc2_sqrt): within one rounding of PyTorch's */
+		r.inv_bc2_sqrt = 1.0f / bc2_sqrt;
+		r.shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+		r.l2 = decoupled ? 0.0f : wd;
 	}
-	float b1 = o->beta1, b2 = o->beta2;
-	float bc1 = 1.0f - powf(b1, (float)o->t);
-	float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)o->t));
-	float step_size = lr / bc1;
-	int decoupled = o->kind == OPT_ADAMW;
-	/* sqrt(v) / bc2_sqrt as sqrt(v) * (1 / bc2_sqrt): within one rounding of PyTorch's */
-	float shrink = decoupled ? 1.0f - lr * wd : 1.0f, l2 = decoupled ? 0.0f : wd;
-	/* zero as a constant in each call, so neither loop carries the branch */
-	if (zero) adam_pass(params, grads, o->m, o->v, n, b1, b2, o->eps, step_size, 1.0f / bc2_sqrt, shrink, l2, 1);
-	else adam_pass(params, grads, o->m, o->v, n, b1, b2, o->eps, step_size, 1.0f / bc2_sqrt, shrink, l2, 0);
+	size_t n = o->n;
+	int k = range_threads(n);
+	Range part[8];
+	pthread_t th[8];
+	int started[8] = { 0 };
+	size_t per = (n / (size_t)k + 15) & ~(size_t)15;  /* 64-byte aligned chunks */
+	for (int i = 0; i < k; i++) {
+		part[i] = r;
+		part[i].lo = (size_t)i * per < n ? (size_t)i * per : n;
+		part[i].hi = (size_t)(i + 1) * per < n && i < k - 1 ? (size_t)(i + 1) * per : n;
+	}
+	for (int i = 1; i < k; i++)
+		started[i] = pthread_create(&th[i], NULL, range_thread, &part[i]) == 0;
+	run_range(&part[0]);
+	for (int i = 1; i < k; i++) {
+		if (started[i]) pthread_join(th[i], NULL);
+		else run_range(&part[i]);  /* no thread to be had: do it here */
+	}
 }
 
 void optim_step(Optim *o, float *params, const float *grads, float lr)

@@ -6,7 +6,8 @@
 #   BIN=bin sh tests/bench_train.sh
 # Environment: GENES (20000), SOURCE (5000), TARGET (1000), STEPS (20: steps timed per
 # run; the batch stream is cut to that many steps), THREADS (the number of cores),
-# KEEP=1 keeps the temporary folder.
+# KEEP=1 keeps the temporary folder, NO_TORCH=1 skips PyTorch, NO_SHM_TABLE=1 skips the
+# shared memory / pipes comparison (both for measuring an older build).
 # What is measured:
 #   ms/step     train-step's own mean step time (its "ms/step" line: from the batch
 #               parsed to the encoder's backward sent, including waiting for the
@@ -40,15 +41,16 @@ for p in python3 /usr/bin/python3; do
 done
 [ -n "$PY" ] || { echo "bench_train: needs python3 with msgpack and numpy (apt-get install python3-msgpack python3-numpy)" >&2; exit 1; }
 TORCH=
-for p in "$PY" /usr/bin/python3; do
+[ "${NO_TORCH:-0}" = 1 ] || for p in "$PY" /usr/bin/python3; do
 	if "$p" -c 'import torch' 2>/dev/null; then TORCH=$p; break; fi
 done
-if [ -z "$TORCH" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+if [ -z "$TORCH" ] && [ "${NO_TORCH:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	echo "bench_train: installing python3-torch" >&2
 	apt-get install -y -q python3-torch >&2 || true
 	/usr/bin/python3 -c 'import torch' 2>/dev/null && TORCH=/usr/bin/python3
 fi
 TORCH_WHY="python3-torch is not installed and could not be installed (apt-get install python3-torch as root)"
+[ "${NO_TORCH:-0}" = 1 ] && TORCH_WHY="not run (NO_TORCH=1)"
 
 # ---- data: source and target data streams; class means on 5% of the genes, a
 # cohort shift on the target ----
@@ -60,7 +62,7 @@ def tensor(a, dt):
 def write(path, n, F, K, dom, shift, seed):
     rng = np.random.default_rng(seed)
     base = np.random.default_rng(7)
-    means = (base.normal(0, 0.3, (K, F)) * (base.random(F) < 0.05)).astype(np.float32)
+    means = (base.normal(0, 1, (K, F)) * (base.random(F) < 0.05)).astype(np.float32)
     off = np.random.default_rng(11).normal(0, shift, F).astype(np.float32)
     with open(path, "wb") as f:
         f.write(msgpack.packb({"type": "header", "version": 1, "kind": "data",
@@ -201,6 +203,7 @@ for m in dann wgan-gp; do
 			else printf " %s | | | | |\n", why }'
 	done
 done
+[ "${NO_SHM_TABLE:-0}" = 1 ] && exit 0
 # the same DANN runs with DAPIPE_SHM=0: the tensors through the pipes
 echo
 echo "Transport, DANN, shared memory (default) against pipes only (DAPIPE_SHM=0):"
