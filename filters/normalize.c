@@ -11,7 +11,9 @@
  * On bad input it stops with one line naming file, line and column, leaving the stream
  * without its end frame.
  * Other modes: --merge-stats OUT IN... merges statistics fitted on chunks;
- * --show header|shapes|head|csv|pca [FILE] inspects a stream.
+ * --show header|shapes|head|csv|pca [FILE] inspects a stream; --concat STREAM... joins the
+ * streams of chunks into one and --list-samples FILE.h5 lists the ids an HDF5 selection
+ * gives (common/chunk.c; both for pipelines/preprocess).
  * Options: see usage() (--help). Exit: 0 ok, 1 data or runtime error, 2 usage error. */
 #include <getopt.h>
 #include <math.h>
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "chunk.h"
 #include "prep.h"
 #include "stream.h"
 #include "table.h"
@@ -29,6 +32,8 @@ static void usage(void)
 	printf(
 "Usage: normalize [OPTIONS] [FILE...]        (FILE '-' or none: stdin)\n"
 "       normalize --merge-stats OUT STATS...\n"
+"       normalize --concat [--block-rows N] STREAM...\n"
+"       normalize --list-samples [--samples-file F] [--where F=V] FILE.h5\n"
 "       normalize --show header|shapes|head|csv|pca [FILE]\n"
 "Read expression tables (CSV/TSV/GCT, plain or gzip, or a data stream) and write a\n"
 "data stream on stdout. Several inputs are concatenated, each aligned to one gene list.\n"
@@ -88,6 +93,10 @@ static void usage(void)
 "  --fill V            value for genes an input lacks, on the output (transformed)\n"
 "                      scale, set after all transforms (default 0)\n"
 "  --merge-stats OUT   merge statistics files fitted on chunks into OUT\n"
+"  --concat            join data streams of chunks (same features and preprocessing)\n"
+"                      into one stream in frames of --block-rows (default: off)\n"
+"  --list-samples      print the geo_accession of each sample the HDF5 selection\n"
+"                      gives, one per line, in file order (default: off)\n"
 "Inspection:\n"
 "  --show MODE         header | shapes | head | csv | pca (CSV id,domain,label,pc1,pc2;\n"
 "                      reads the stream whole)\n"
@@ -110,6 +119,7 @@ static TableOpts topt;
 static PrepOpts popt;
 static const char *labels_path, *id_column, *label_column, *classes_arg;
 static const char *samples_file, *combat_arg;
+static int concat_mode, list_mode;
 static const char *combat_col;  /* the batch column in use, or NULL; "domain": the domains */
 static char **fit_batch;        /* fit mode with ComBat: batch of each accumulated row */
 static int fit_batch_cap;
@@ -549,7 +559,8 @@ int main(int argc, char **argv)
 	enum { O_FORMAT = 256, O_DELIM, O_GAR, O_GENEID, O_LABCOL, O_LABELS, O_IDCOL, O_CLASSES, O_DOMAIN,
 	       O_DUP, O_ICASE, O_MISSING, O_BLOCK, O_DROP, O_CPM, O_LOG2, O_QUANT, O_TOPV, O_Z, O_FIT,
 	       O_STATS, O_LIKE, O_GENES, O_FILL, O_MERGE, O_SHOW, O_ROWS, O_PROGRESS, O_QUIET, O_HELP,
-	       O_IGNORE, O_SAMPLES_FILE, O_WHERE, O_LABEL_FIELD, O_COMBAT, O_COMBAT_MEAN, O_COMBAT_LABELS };
+	       O_IGNORE, O_SAMPLES_FILE, O_WHERE, O_LABEL_FIELD, O_COMBAT, O_COMBAT_MEAN, O_COMBAT_LABELS,
+	       O_CONCAT, O_LIST_SAMPLES };
 	static const struct option lo[] = {
 		{ "format", 1, 0, O_FORMAT }, { "delimiter", 1, 0, O_DELIM }, { "genes-as-rows", 0, 0, O_GAR },
 		{ "gene-id", 1, 0, O_GENEID }, { "label-column", 1, 0, O_LABCOL }, { "labels", 1, 0, O_LABELS },
@@ -564,6 +575,7 @@ int main(int argc, char **argv)
 		{ "where", 1, 0, O_WHERE }, { "label-field", 1, 0, O_LABEL_FIELD },
 		{ "combat", 1, 0, O_COMBAT }, { "combat-mean-only", 0, 0, O_COMBAT_MEAN },
 		{ "combat-keep-labels", 0, 0, O_COMBAT_LABELS },
+		{ "concat", 0, 0, O_CONCAT }, { "list-samples", 0, 0, O_LIST_SAMPLES },
 		{ "progress", 0, 0, O_PROGRESS }, { "quiet", 0, 0, O_QUIET }, { "help", 0, 0, O_HELP },
 		{ 0, 0, 0, 0 }
 	};
@@ -610,6 +622,8 @@ int main(int argc, char **argv)
 			break;
 		case O_COMBAT_MEAN: popt.combat_mean_only = 1; transforms_given = 1; break;
 		case O_COMBAT_LABELS: popt.combat_labels = 1; transforms_given = 1; break;
+		case O_CONCAT: concat_mode = 1; break;
+		case O_LIST_SAMPLES: list_mode = 1; break;
 		case O_IGNORE: {
 			char *cp = xstrdup(optarg), *save = NULL;
 			for (char *tok = strtok_r(cp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -675,6 +689,7 @@ int main(int argc, char **argv)
 		if (nin > 1) usage_error("--show reads one stream");
 		return show_main(show_mode, nin ? inputs[0] : "-", show_rows);
 	}
+	if (concat_mode) return chunk_concat(inputs, nin, topt.block_rows);
 	if (merge_path) {
 		if (nin < 1) usage_error("--merge-stats OUT needs statistics files to merge");
 		Stats *parts = xcalloc((size_t)nin, sizeof(Stats));
@@ -750,6 +765,10 @@ int main(int argc, char **argv)
 		char **ids;
 		topt.h5_nids = read_name_list(samples_file, &ids);
 		topt.h5_ids = ids;
+	}
+	if (list_mode) {
+		if (nin != 1 || strcmp(inputs[0], "-") == 0) usage_error("--list-samples reads one HDF5 file");
+		return chunk_list_h5(inputs[0], topt.h5_ids, topt.h5_nids, topt.h5_where, topt.h5_nwhere);
 	}
 	if (topt.h5_label_field && (labels_path || label_column))
 		usage_error("--label-field with --labels/--label-column: give the labels one way");
@@ -911,6 +930,11 @@ int main(int argc, char **argv)
 		if (S.ngenes != nW) {
 			char b1[32];
 			info("dropped %s genes that are zero in every sample", fmt_count(nW - S.ngenes, b1));
+		}
+		if (W != S.genes) {
+			/* the list of unique_genes or --genes: S holds its own copy */
+			for (int i = 0; i < nW; i++) free(W[i]);
+			free(W);
 		}
 		W = S.genes;
 		nW = S.ngenes;
