@@ -711,6 +711,7 @@ int main(int argc, char **argv)
 	/* ---- read and check the inputs ---- */
 	Input src, tgt, tst;
 	memset(&tst, 0, sizeof tst);
+	double t_start = now_seconds();
 	load(&src, opt.source);
 	load(&tgt, opt.target);
 	if (opt.test) load(&tst, opt.test);
@@ -919,6 +920,7 @@ int main(int argc, char **argv)
 		free(tmp);
 	}
 	int64_t shs[2] = { bs, f }, shys[1] = { bs }, sht[2] = { bt, f }, shyt[1] = { bt };
+	double t_epochs = now_seconds();
 	for (long e = 0; e < opt.epochs; e++) {
 		if (!opt.balance) rng_shuffle_int(&epoch_rng, s_train, n_s);
 		for (long s = 0; s < steps; s++) {
@@ -958,6 +960,9 @@ int main(int argc, char **argv)
 		progress("epoch %ld/%ld", e + 1, opt.epochs);
 	}
 	progress_done();
+	if (progress_on)
+		info("inputs read and validation sets written in %.1f s; %ld epochs written in %.1f s (%.2f s per epoch)", t_epochs - t_start, opt.epochs,
+		     now_seconds() - t_epochs, (now_seconds() - t_epochs) / (double)opt.epochs);
 	sw_end(&w, rows, w.frames - 1);
 	sw_flush(&w);
 
