@@ -924,7 +924,13 @@ int main(int argc, char **argv)
 	for (long e = 0; e < opt.epochs; e++) {
 		if (!opt.balance) rng_shuffle_int(&epoch_rng, s_train, n_s);
 		for (long s = 0; s < steps; s++) {
-			for (int k = 0; k < bs; k++) {
+			if (!opt.balance && !src.img) {
+				/* spilled rows: ask for the next step's rows now, read this step's in
+				 * file order (in memory both are plain copies) */
+				if (s + 1 < steps) rows_prefetch(&src.rs, s_train + (s + 1) * bs, bs);
+				rows_gather(&src.rs, s_train + s * bs, bs, xs);
+				for (int k = 0; k < bs; k++) ys[k] = src.cls[s_train[s * bs + k]];
+			} else for (int k = 0; k < bs; k++) {
 				int r;
 				if (opt.balance) {
 					if (k % npresent == 0) rng_shuffle_int(&order_rng, present, npresent);
