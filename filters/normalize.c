@@ -700,6 +700,10 @@ int main(int argc, char **argv)
 		stats_save(&m, merge_path);
 		char b1[32], b2[32];
 		info("%s: merged %d statistics files (%s samples, %s genes)", merge_path, nin, fmt_count((long)m.n, b1), fmt_count(m.ngenes, b2));
+		for (int i = 0; i < nin; i++) stats_free(&parts[i]);
+		stats_free(&m);
+		free(parts);
+		free(pp);
 		return 0;
 	}
 	if (stats_path && like_path) usage_error("--stats and --like both give the preprocessing; use one");
@@ -735,6 +739,7 @@ int main(int argc, char **argv)
 			if (!same) die("%s: the bundle's features differ from the genes of its preprocessing", like_path);
 			for (int k = 0; k < bundle.nclass; k++) header_add_class(&H, bundle.classes[k]);
 		}
+		header_free(&bundle);
 		popt.drop_zero = S.o.drop_zero; popt.cpm = S.o.cpm; popt.log2 = S.o.log2; popt.quantile = S.o.quantile;
 		popt.zscore = S.o.zscore; popt.top_variable = S.o.top_variable;
 		popt.combat = S.o.combat; popt.combat_mean_only = S.o.combat_mean_only; popt.combat_labels = S.o.combat_labels;
@@ -1162,6 +1167,6 @@ static int show_main(const char *mode, const char *path, int rows)
 		if (head && done >= rows) break;
 	}
 	block_free(&b);
-	if (!head) data_close(&in);
+	data_close(&in);
 	return 0;
 }

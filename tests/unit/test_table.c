@@ -138,6 +138,7 @@ static void test_fast_rows(void)
 	CHECK("meta: batches", !strcmp(t.batches[0], "b1") && !strcmp(t.batches[1], "b2") && !strcmp(t.batches[2], "b1"));
 	CHECK("meta: lines", t.lines[0] == 2 && t.lines[3] == 5 && t.first_line == 2);
 	table_close(&t);
+	free(p);
 }
 
 static void test_csv(void)
@@ -160,6 +161,7 @@ static void test_csv(void)
 	CHECK("csv quoted newline id", n == 1 && strcmp(t.ids[0], "S\n3") == 0 && t.x[0] == 5 && t.x[1] == 6);
 	CHECK("csv end", table_read(&t) == 0);
 	table_close(&t);
+	free(p);
 
 	const char *tsv = "id\tA\tB\tlab\nS1\t1.5\t-2\tx\nS2\t0\t1e-3\t\n";
 	p = put("b.tsv", tsv, strlen(tsv));
@@ -172,6 +174,7 @@ static void test_csv(void)
 	CHECK("tsv rows", n == 2 && t.x[0] == 1.5f && t.x[1] == -2 && t.x[3] == 1e-3f);
 	CHECK("tsv labels", t.labels[0] && strcmp(t.labels[0], "x") == 0 && t.labels[1] == NULL);
 	table_close(&t);
+	free(p);
 	o.label_column = NULL;
 
 	/* gzip: the same table compressed, in two members */
@@ -180,6 +183,7 @@ static void test_csv(void)
 	n = table_read(&t);
 	CHECK("gzip read", n == 2 && t.x[0] == 1 && t.x[1] == 2 && t.csv.in.gz);
 	table_close(&t);
+	free(g);
 
 	/* genes as rows and GCT are transposed */
 	const char *gr = "gene,S1,S2,S3\nG1,1,2,3\nG2,4,5,6\n";
@@ -189,6 +193,7 @@ static void test_csv(void)
 	n = table_read(&t);
 	CHECK("genes as rows transposed", n == 3 && t.ngenes == 2 && strcmp(t.ids[2], "S3") == 0 && t.x[0] == 1 && t.x[1] == 4 && t.x[5] == 6);
 	table_close(&t);
+	free(p);
 	o.genes_as_rows = 0;
 	const char *gct = "#1.2\n2\t2\nName\tDescription\tS1\tS2\nENSG1.3\tTP53\t1\t2\nENSG2.1\tEGFR\t3\t4\n";
 	p = put("e.gct", gct, strlen(gct));
@@ -197,6 +202,7 @@ static void test_csv(void)
 	n = table_read(&t);
 	CHECK("gct detected and read", t.format == TF_GCT && n == 2 && strcmp(t.genes[1], "EGFR") == 0 && t.x[0] == 1 && t.x[1] == 3 && t.x[3] == 4);
 	table_close(&t);
+	free(p);
 
 	/* a long line (bigger than the read buffer) */
 	size_t cols = 700000;
@@ -211,6 +217,7 @@ static void test_csv(void)
 	csv_in_open(&c, p, 0);
 	while (csv_in_next(&c)) lines += c.nf == (int)cols + 1;
 	csv_in_close(&c);
+	free(p);
 	CHECK("line longer than the buffer", lines == 1);
 }
 
@@ -223,6 +230,8 @@ int main(void)
 	test_fast_rows();
 	test_csv();
 	char *cmd = xasprintf("rm -rf %s", dir);
-	if (system(cmd) != 0) return 1;
+	int rc = system(cmd);
+	free(cmd);
+	if (rc != 0) return 1;
 	return check_status();
 }
