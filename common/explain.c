@@ -1,15 +1,19 @@
 /* explain.c: see explain.h and docs/EXPLAIN.md. */
 #include "explain.h"
+#include "conv.h"
 #include "util.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *ig_rule_names[IG_RULE_COUNT] = { "trapezoid", "gauss-legendre" };
 const char *ig_output_names[IG_OUTPUT_COUNT] = { "probability", "logit" };
+const char *heat_mode_names[HEAT_MODE_COUNT] = { "abs", "signed" };
 
 void ig_options_init(IgOptions *o)
 {
@@ -25,7 +29,19 @@ void explain_args_init(ExplainArgs *a)
 	a->input = "-";
 	ig_options_init(&a->ig);
 	a->class_mode = IG_CLASS_PREDICTED;
-	a->baseline = "zeros";
+	a->baseline = NULL;   /* zeros, or blur for an image model */
+	a->blur_sigma = 4;
+	heat_options_init(&a->heat);
+}
+
+void heat_options_init(HeatOptions *o)
+{
+	o->mode = HEAT_ABS;
+	o->smooth = 1;
+	o->clip = 99;
+	o->alpha = 0.75;
+	o->scale = 1;
+	o->panel = 0;
 }
 
 /* ---- quadrature ---- */
@@ -83,8 +99,8 @@ static char *shell_quote(const char *s)
 	return q;
 }
 
-/* "'DIR/name' --stage" for the binary next to this program */
-static char *sibling_stage(const char *name)
+/* "'DIR/name' --stage EXTRA" for the binary next to this program */
+static char *sibling_stage(const char *name, const char *extra)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -94,7 +110,7 @@ static char *sibling_stage(const char *name)
 	if (slash) *slash = 0;
 	char *path = xasprintf("%s/%s", self, name);
 	char *q = shell_quote(path);
-	char *cmd = xasprintf("%s --stage", q);
+	char *cmd = xasprintf("%s --stage%s", q, extra);
 	free(path);
 	free(q);
 	return cmd;
@@ -116,13 +132,45 @@ static int load_stage(Peer *p, const Bundle *b, const char *stage)
 	return (int)out;
 }
 
+/* is the bundle's encoder a ResNet? its input tile in *th, *tw */
+static int bundle_resnet(const Bundle *b, int *th, int *tw)
+{
+	int found = 0;
+	for (int i = 0; i < b->n && !found; i++) {
+		if (strcmp(b->stage[i], "encoder") != 0) continue;
+		msgpack_unpacked up;
+		const msgpack_object *p = blob_object(&b->params[i], &up);
+		const msgpack_object *a = obj_get(p, "arch");
+		if (a && a->type == MSGPACK_OBJECT_MAP && obj_is_str(obj_get(a, "kind"), "resnet")) {
+			SReader r;
+			memset(&r, 0, sizeof r);
+			r.name = b->path;
+			r.frame = b->frame[i];
+			const msgpack_object *in = obj_get(a, "input");
+			if (!in || in->type != MSGPACK_OBJECT_ARRAY || in->via.array.size != 2)
+				sr_fail(&r, "arch.input: expected [height, width]");
+			int64_t h = obj_int(&r, &in->via.array.ptr[0], "arch.input"), w = obj_int(&r, &in->via.array.ptr[1], "arch.input");
+			if (h < 1 || w < 1 || h > IMAGE_MAX_SIDE || w > IMAGE_MAX_SIDE || h * w * 3 != b->h.nfeat)
+				sr_fail(&r, "arch.input: %lldx%lld tiles for %d features", (long long)w, (long long)h, b->h.nfeat);
+			*th = (int)h;
+			*tw = (int)w;
+			found = 1;
+		}
+		msgpack_unpacked_destroy(&up);
+	}
+	return found;
+}
+
 void ig_start(IgModel *g, const Bundle *b, const char *enc_cmd, const char *cls_cmd)
 {
 	memset(g, 0, sizeof *g);
 	g->F = b->h.nfeat;
 	g->K = b->h.nclass;
-	char *ec = enc_cmd ? xstrdup(enc_cmd) : sibling_stage("encode");
-	char *cc = cls_cmd ? xstrdup(cls_cmd) : sibling_stage("predict");
+	g->resnet = bundle_resnet(b, &g->th, &g->tw);
+	/* the ResNet stage refuses backward after an evaluation forward of more rows */
+	if (g->resnet) g->max_rows = RESNET_EVAL_CHUNK;
+	char *ec = enc_cmd ? xstrdup(enc_cmd) : sibling_stage("encode", g->resnet ? " --arch resnet" : "");
+	char *cc = cls_cmd ? xstrdup(cls_cmd) : sibling_stage("predict", "");
 	peer_start(&g->enc, "encoder", ec);
 	peer_start(&g->cls, "classifier", cc);
 	free(ec);
@@ -186,7 +234,7 @@ static double output_value(IgOutput out, const float *l, int K, int c, float *dy
 }
 
 void ig_attribute(IgModel *g, const IgOptions *o, const float *x, int n, const float *base,
-                  int *cls, float *attr, double *fx, double *fb)
+                  size_t base_stride, int *cls, float *attr, double *fx, double *fb)
 {
 	int F = g->F, H = g->H, K = g->K;
 	double *na = xmallocarray((size_t)o->steps + 3, sizeof(double));
@@ -208,7 +256,9 @@ void ig_attribute(IgModel *g, const IgOptions *o, const float *x, int n, const f
 		P = m + 2;
 	}
 	long T = (long)n * P;
-	int R = (int)(o->max_rows < T ? o->max_rows : T);
+	int R = o->max_rows;
+	if (g->max_rows > 0 && g->max_rows < R) R = g->max_rows;
+	if (R > T) R = (int)T;
 	float *X = xmallocarray((size_t)R * F, sizeof(float));
 	float *dy = xmallocarray((size_t)R * K, sizeof(float));
 	double *gs = xcalloc((size_t)n * F, sizeof(double));
@@ -217,9 +267,9 @@ void ig_attribute(IgModel *g, const IgOptions *o, const float *x, int n, const f
 		for (int r = 0; r < rows; r++) {
 			long s = (r0 + r) / P;
 			double a = ra[(r0 + r) % P];
-			const float *xs = x + (size_t)s * F;
+			const float *xs = x + (size_t)s * F, *bs = base + (size_t)s * base_stride;
 			float *row = X + (size_t)r * F;
-			for (int j = 0; j < F; j++) row[j] = (float)(base[j] + a * ((double)xs[j] - base[j]));
+			for (int j = 0; j < F; j++) row[j] = (float)(bs[j] + a * ((double)xs[j] - bs[j]));
 		}
 		Tensor tz, tl, tdz, tdx;
 		const float *z = ask(&g->enc, "forward", "x", X, rows, F, "train", "y", H, &tz);
@@ -252,16 +302,225 @@ void ig_attribute(IgModel *g, const IgOptions *o, const float *x, int n, const f
 		tensor_free(&tdz);
 		tensor_free(&tdx);
 	}
-	for (int s = 0; s < n; s++)
+	for (int s = 0; s < n; s++) {
+		const float *bs = base + (size_t)s * base_stride;
 		for (int j = 0; j < F; j++)
-			attr[(size_t)s * F + j] = (float)(((double)x[(size_t)s * F + j] - base[j]) * gs[(size_t)s * F + j]);
+			attr[(size_t)s * F + j] = (float)(((double)x[(size_t)s * F + j] - bs[j]) * gs[(size_t)s * F + j]);
+	}
 	free(gs);
 	free(dy);
 	free(X);
 	free(na); free(nw); free(ra); free(rw);
 }
 
+/* ---- tiles ---- */
+
+/* half-sample symmetric reflection of i into [0, n) */
+static int mirror(int i, int n)
+{
+	int p = 2 * n;
+	i %= p;
+	if (i < 0) i += p;
+	return i < n ? i : p - 1 - i;
+}
+
+void ig_blur(float *out, const float *x, int h, int w, int c, double sigma)
+{
+	size_t n = (size_t)h * w * c;
+	if (sigma <= 0) {
+		memcpy(out, x, n * sizeof(float));
+		return;
+	}
+	int rad = (int)ceil(3 * sigma);
+	double *k = xmallocarray((size_t)2 * rad + 1, sizeof(double)), ks = 0;
+	for (int i = -rad; i <= rad; i++) ks += k[i + rad] = exp(-0.5 * i * i / (sigma * sigma));
+	for (int i = 0; i <= 2 * rad; i++) k[i] /= ks;
+	float *tmp = xmallocarray(n, sizeof(float));
+	/* rows: along x */
+	for (int y = 0; y < h; y++)
+		for (int xx = 0; xx < w; xx++)
+			for (int ch = 0; ch < c; ch++) {
+				double acc = 0;
+				for (int i = -rad; i <= rad; i++)
+					acc += k[i + rad] * x[((size_t)y * w + mirror(xx + i, w)) * c + ch];
+				tmp[((size_t)y * w + xx) * c + ch] = (float)acc;
+			}
+	/* columns: along y */
+	for (int y = 0; y < h; y++)
+		for (int xx = 0; xx < w; xx++)
+			for (int ch = 0; ch < c; ch++) {
+				double acc = 0;
+				for (int i = -rad; i <= rad; i++)
+					acc += k[i + rad] * tmp[((size_t)mirror(y + i, h) * w + xx) * c + ch];
+				out[((size_t)y * w + xx) * c + ch] = (float)acc;
+			}
+	free(tmp);
+	free(k);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float u = *(const float *)a, v = *(const float *)b;
+	return (u > v) - (u < v);
+}
+
+/* colour of v in [0,1] (abs) or [-1,1] (signed), RGB 0..255 */
+static void heat_colour(HeatMode mode, double v, double rgb[3])
+{
+	if (mode == HEAT_SIGNED) {
+		/* red for the class, blue against it */
+		if (v >= 0) { rgb[0] = 230; rgb[1] = 20; rgb[2] = 20; }
+		else { rgb[0] = 20; rgb[1] = 90; rgb[2] = 255; }
+		return;
+	}
+	/* yellow (weak) -> red (strong) */
+	rgb[0] = 255;
+	rgb[1] = 230 * (1 - v);
+	rgb[2] = 0;
+}
+
+double ig_heatmap(Image *out, const uint8_t *px, const float *attr, int h, int w, const HeatOptions *o)
+{
+	size_t np = (size_t)h * w;
+	float *m = xmallocarray(np, sizeof(float)), *sm = xmallocarray(np, sizeof(float));
+	for (size_t p = 0; p < np; p++) {
+		double v = 0;
+		for (int c = 0; c < 3; c++) v += o->mode == HEAT_ABS ? fabs(attr[p * 3 + c]) : attr[p * 3 + c];
+		m[p] = (float)v;
+	}
+	ig_blur(sm, m, h, w, 1, o->smooth);
+	/* the clip percentile of |map| shows at full colour */
+	for (size_t p = 0; p < np; p++) m[p] = fabsf(sm[p]);
+	qsort(m, np, sizeof(float), cmp_float);
+	size_t q = (size_t)llround(o->clip / 100.0 * (double)(np - 1));
+	double scale = m[q < np ? q : np - 1];
+	if (!(scale > 0)) scale = m[np - 1];
+	if (!(scale > 0)) scale = 1;   /* an all-zero map: the tile unchanged */
+	int S = o->scale, gap = o->panel ? S : 0;
+	int ow = w * S * (o->panel ? 2 : 1) + gap, oh = h * S;
+	image_alloc(out, oh, ow);
+	memset(out->px, 255, (size_t)oh * ow * 3);
+	int x0 = o->panel ? w * S + gap : 0;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			size_t p = (size_t)y * w + x;
+			double v = sm[p] / scale;
+			if (v > 1) v = 1;
+			if (v < -1) v = -1;
+			if (o->mode == HEAT_ABS && v < 0) v = 0;
+			double rgb[3], a = o->alpha * fabs(v), blend[3];
+			heat_colour(o->mode, v, rgb);
+			for (int c = 0; c < 3; c++) blend[c] = (1 - a) * px[p * 3 + c] + a * rgb[c];
+			for (int dy = 0; dy < S; dy++)
+				for (int dx = 0; dx < S; dx++) {
+					uint8_t *dst = out->px + ((size_t)(y * S + dy) * ow + x0 + x * S + dx) * 3;
+					for (int c = 0; c < 3; c++) dst[c] = (uint8_t)lround(blend[c]);
+					if (o->panel) {
+						uint8_t *t = out->px + ((size_t)(y * S + dy) * ow + x * S + dx) * 3;
+						memcpy(t, px + p * 3, 3);
+					}
+				}
+		}
+	free(m);
+	free(sm);
+	return scale;
+}
+
 /* ---- the driver ---- */
+
+/* a data stream or an image stream, read as rows of floats (tiles: pixels / 255) */
+typedef struct {
+	int images, th, tw, F;
+	Header *h;
+	const char *name;
+	DataIn d;
+	ImgIn im;
+	Block blk;
+	ImgBlock ib;
+	float *xf;
+	size_t xcap;
+	/* the current block */
+	int n;
+	char **ids;
+	const float *x;
+	const uint8_t *px;   /* tiles only */
+	const int32_t *y, *dom;
+} RowsIn;
+
+static void rows_open(RowsIn *in, const char *path)
+{
+	memset(in, 0, sizeof *in);
+	SReader r;
+	sr_open(&r, path);
+	const msgpack_object *f = sr_next(&r);
+	if (!f) sr_fail(&r, "empty stream (no header frame)");
+	Header h;
+	header_parse(&r, f, &h);
+	if (h.version != STREAM_VERSION) sr_fail(&r, "version %d, expected %d", h.version, STREAM_VERSION);
+	if (strcmp(h.kind, "images") == 0) {
+		const msgpack_object *t = obj_get(f, "tile");
+		if (!t || t->type != MSGPACK_OBJECT_MAP) sr_fail(&r, "header has no \"tile\" map {h, w}");
+		int64_t th = get_int(&r, t, "h"), tw = get_int(&r, t, "w");
+		if (th < 1 || tw < 1 || th > IMAGE_MAX_SIDE || tw > IMAGE_MAX_SIDE || th * tw > IMAGE_MAX_PIXELS)
+			sr_fail(&r, "tile %lldx%lld is not a valid image size", (long long)tw, (long long)th);
+		in->images = 1;
+		in->th = in->im.th = (int)th;
+		in->tw = in->im.tw = (int)tw;
+		in->F = in->th * in->tw * 3;
+		in->im.r = r;
+		in->im.h = h;
+		in->h = &in->im.h;
+		in->name = in->im.r.name;
+	} else {
+		if (strcmp(h.kind, "data") != 0) sr_fail(&r, "header kind is \"%s\", expected \"data\" or \"images\"", h.kind);
+		in->d.r = r;
+		in->d.h = h;
+		in->h = &in->d.h;
+		in->name = in->d.r.name;
+		in->F = h.nfeat;
+		block_init(&in->blk, in->F, 256);
+	}
+}
+
+static int rows_next(RowsIn *in)
+{
+	if (!in->images) {
+		if (!data_next(&in->d, &in->blk)) return 0;
+		in->n = in->blk.n;
+		in->ids = in->blk.ids;
+		in->x = in->blk.x;
+		in->y = in->blk.y;
+		in->dom = in->blk.d;
+		return 1;
+	}
+	if (!imgin_next(&in->im, &in->ib)) return 0;
+	size_t n = (size_t)in->ib.n * in->F;
+	if (n > in->xcap) {
+		free(in->xf);
+		in->xf = xmallocarray(n, sizeof(float));
+		in->xcap = n;
+	}
+	for (size_t k = 0; k < n; k++) in->xf[k] = (float)in->ib.x[k] * (1.0f / 255.0f);
+	in->n = in->ib.n;
+	in->ids = in->ib.ids;
+	in->x = in->xf;
+	in->px = in->ib.x;
+	in->y = in->ib.y;
+	in->dom = in->ib.d;
+	return 1;
+}
+
+static void rows_close(RowsIn *in)
+{
+	if (in->images) {
+		imgblock_free(&in->ib);
+		imgin_close(&in->im);
+	} else {
+		block_free(&in->blk);
+		data_close(&in->d);
+	}
+	free(in->xf);
+}
 
 static void csv_field(FILE *fp, const char *s)
 {
@@ -285,26 +544,41 @@ static void check_features(const Bundle *b, const Header *h, const char *name)
 			    name, j + 1, h->features[j], b->path, b->h.features[j], b->path);
 }
 
-/* the mean of a prepared source stream (or any data stream with the model's features) */
-static void baseline_file(const Bundle *b, const char *path, float *base)
+/* the input matches the model: tiles of its size (resnet th x tw, else th*tw*3 = F),
+ * or a data stream with its features */
+static void check_input(const Bundle *b, const RowsIn *in, int resnet, int th, int tw)
 {
-	DataIn d;
-	data_open(&d, path);
-	check_features(b, &d.h, d.r.name);
+	if (!in->images) {
+		check_features(b, in->h, in->name);
+		return;
+	}
+	if (in->F != b->h.nfeat || (resnet && (in->th != th || in->tw != tw))) {
+		if (resnet)
+			die("%s: %dx%d tiles, the model %s takes %dx%d (tile the images to the model's size)",
+			    in->name, in->tw, in->th, b->path, tw, th);
+		die("%s: %dx%d tiles are %d values, the model %s takes %d features",
+		    in->name, in->tw, in->th, in->F, b->path, b->h.nfeat);
+	}
+}
+
+/* the mean row of a prepared source stream (or any data stream with the model's
+ * features), or the mean tile of an image stream */
+static void baseline_file(const Bundle *b, const char *path, float *base, int resnet, int th, int tw)
+{
+	RowsIn in;
+	rows_open(&in, path);
+	check_input(b, &in, resnet, th, tw);
 	int F = b->h.nfeat;
 	double *sum = xcalloc((size_t)F, sizeof(double));
 	long n = 0;
-	Block blk;
-	block_init(&blk, F, 256);
-	while (data_next(&d, &blk)) {
-		for (int i = 0; i < blk.n; i++)
-			for (int j = 0; j < F; j++) sum[j] += blk.x[(size_t)i * F + j];
-		n += blk.n;
+	while (rows_next(&in)) {
+		for (int i = 0; i < in.n; i++)
+			for (int j = 0; j < F; j++) sum[j] += in.x[(size_t)i * F + j];
+		n += in.n;
 	}
-	if (n == 0) die("%s: no rows: no baseline", d.r.name);
+	if (n == 0) die("%s: no rows: no baseline", in.name);
 	for (int j = 0; j < F; j++) base[j] = (float)(sum[j] / n);
-	block_free(&blk);
-	data_close(&d);
+	rows_close(&in);
 	free(sum);
 }
 
@@ -411,13 +685,15 @@ static void attribution_blob(const ExplainArgs *a, const Bundle *b, Blob *out)
 	memset(&w, 0, sizeof w);
 	w.pk = pk;
 	w.name = "<attribution>";
-	sw_map(&w, 7);
+	int blur = strcmp(a->baseline, "blur") == 0;
+	sw_map(&w, blur ? 8 : 7);
 	sw_key(&w, "method"); sw_str(&w, "integrated-gradients");
 	sw_key(&w, "model"); sw_str(&w, b->path);
 	sw_key(&w, "output"); sw_str(&w, ig_output_names[a->ig.output]);
 	sw_key(&w, "class");
 	sw_str(&w, a->class_mode == IG_CLASS_NAMED ? a->class_name : a->class_mode == IG_CLASS_LABEL ? "label" : "predicted");
 	sw_key(&w, "baseline"); sw_str(&w, a->baseline);
+	if (blur) { sw_key(&w, "blur_sigma"); sw_double(&w, a->blur_sigma); }
 	sw_key(&w, "steps"); sw_int(&w, a->ig.steps);
 	sw_key(&w, "rule"); sw_str(&w, ig_rule_names[a->ig.rule]);
 	out->data = xmalloc(sb.size);
@@ -426,8 +702,25 @@ static void attribution_blob(const ExplainArgs *a, const Bundle *b, Blob *out)
 	msgpack_sbuffer_destroy(&sb);
 }
 
-void explain_run(const ExplainArgs *a)
+/* a file name from a tile id: [A-Za-z0-9._-] kept, other bytes '_', no leading dot */
+static char *safe_name(const char *id)
 {
+	size_t n = strlen(id);
+	char *o = xmalloc(n + 2);
+	size_t k = 0;
+	if (n == 0 || id[0] == '.') o[k++] = '_';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)id[i];
+		o[k++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ? (char)c : '_';
+	}
+	o[k] = 0;
+	return o;
+}
+
+void explain_run(const ExplainArgs *args)
+{
+	ExplainArgs A = *args;
+	const ExplainArgs *a = &A;
 	Bundle b;
 	bundle_read(&b, a->model);
 	int F = b.h.nfeat, K = b.h.nclass;
@@ -443,50 +736,78 @@ void explain_run(const ExplainArgs *a)
 			usage_error("--class %s: not a class of %s (%s)", a->class_name, b.path, list);
 		}
 	}
+	int rth = 0, rtw = 0, resnet = bundle_resnet(&b, &rth, &rtw);
+	if (!A.baseline) A.baseline = resnet ? "blur" : "zeros";
+	int blur = strcmp(a->baseline, "blur") == 0;
+	if (blur && !resnet)
+		usage_error("--baseline blur: a blurred-image baseline needs an image model (tiles); "
+		            "expression models take zeros, source-mean or FILE");
+	if (a->heatmaps && !resnet)
+		usage_error("--heatmaps: %s is not an image model (no ResNet encoder): heatmaps are for tiles", b.path);
+	if (a->ranking && resnet)
+		usage_error("--ranking ranks genes; %s is an image model: use --heatmaps DIR", b.path);
 	float *base = xcalloc((size_t)F, sizeof(float));
-	if (strcmp(a->baseline, "zeros") == 0) ;
+	if (strcmp(a->baseline, "zeros") == 0 || blur) ;
 	else if (strcmp(a->baseline, "source-mean") == 0) baseline_source_mean(&b, base);
-	else baseline_file(&b, a->baseline, base);
+	else baseline_file(&b, a->baseline, base, resnet, rth, rtw);
 
-	DataIn d;
-	data_open(&d, a->input);
-	check_features(&b, &d.h, d.r.name);
+	RowsIn in;
+	rows_open(&in, a->input);
+	check_input(&b, &in, resnet, rth, rtw);
 	/* labels by class name: the model's classes, then the input's others */
 	Header oh;
-	header_copy(&oh, &d.h);
+	header_copy(&oh, in.h);
 	for (int i = 0; i < oh.nclass; i++) free(oh.classes[i]);
 	oh.nclass = 0;
 	for (int k = 0; k < K; k++) header_add_class(&oh, b.h.classes[k]);
-	int *map = xmallocarray((size_t)d.h.nclass + 1, sizeof(int));
-	for (int i = 0; i < d.h.nclass; i++) map[i] = header_add_class(&oh, d.h.classes[i]);
+	int *map = xmallocarray((size_t)in.h->nclass + 1, sizeof(int));
+	for (int i = 0; i < in.h->nclass; i++) map[i] = header_add_class(&oh, in.h->classes[i]);
 	header_del(&oh, "preprocessing");
+	if (in.images) {
+		/* the attributions are a data stream with the model's (pixel) features */
+		free(oh.kind);
+		oh.kind = xstrdup("data");
+		header_del(&oh, "tile");
+		for (int i = 0; i < oh.nfeat; i++) free(oh.features[i]);
+		free(oh.features);
+		oh.nfeat = F;
+		oh.features = xmallocarray((size_t)F, sizeof(char *));
+		for (int j = 0; j < F; j++) oh.features[j] = xstrdup(b.h.features[j]);
+	}
 	Blob ab;
 	attribution_blob(a, &b, &ab);
 	header_set(&oh, "attribution", &ab);
 	blob_free(&ab);
+	if (a->heatmaps && mkdir(a->heatmaps, 0777) != 0 && errno != EEXIST) die("%s: cannot create folder:", a->heatmaps);
 
 	IgModel g;
 	ig_start(&g, &b, a->encoder, a->classifier);
 
-	AtomicFile saf, caf;
+	AtomicFile saf, caf, haf;
 	SWriter sw;
 	if (a->out_stream) {
 		FILE *fp = atomic_open(&saf, a->out_stream);
 		sw_init(&sw, fp, a->out_stream);
 		sw_header(&sw, &oh);
 	}
-	FILE *cfp = stdout;
+	FILE *cfp = stdout, *hfp = NULL;
 	if (a->completeness) cfp = atomic_open(&caf, a->completeness);
 	fputs("id,class,f_x,f_baseline,sum_attr,gap\n", cfp);
+	char *hindex = NULL;
+	if (a->heatmaps) {
+		hindex = xasprintf("%s/heatmaps.csv", a->heatmaps);
+		hfp = atomic_open(&haf, hindex);
+		fputs("id,file,class,f_x,scale\n", hfp);
+	}
 
 	double *rsum = a->ranking ? xcalloc((size_t)K * F, sizeof(double)) : NULL;
 	double *rabs = a->ranking ? xcalloc((size_t)K * F, sizeof(double)) : NULL;
 	long *rcnt = xcalloc((size_t)K, sizeof(long));
-	Block blk, ob;
-	block_init(&blk, F, 256);
+	Block ob;
 	block_init(&ob, F, 256);
 	int cap = 0;
-	float *attr = NULL;
+	float *attr = NULL, *bases = NULL;
+	uint8_t *tpx = NULL;
 	int *cls = NULL;
 	double *fx = NULL, *fb = NULL;
 	long rows = 0, frames = 0, fallback = 0;
@@ -495,30 +816,32 @@ void explain_run(const ExplainArgs *a)
 	int sub = (int)((1L << 23) / F);
 	if (sub < 1) sub = 1;
 	double t0 = now_seconds();
-	while (data_next(&d, &blk)) {
-		if (blk.n > cap) {
-			cap = blk.n;
+	while (rows_next(&in)) {
+		if (in.n > cap) {
+			cap = in.n;
 			attr = xrealloc(attr, sizeof(float) * (size_t)cap * F);
+			if (blur) bases = xrealloc(bases, sizeof(float) * (size_t)cap * F);
 			cls = xrealloc(cls, sizeof(int) * (size_t)cap);
 			fx = xrealloc(fx, sizeof(double) * (size_t)cap);
 			fb = xrealloc(fb, sizeof(double) * (size_t)cap);
 		}
-		for (int i = 0; i < blk.n; i++) {
-			int truth = blk.y[i] >= 0 ? map[blk.y[i]] : -1;
+		for (int i = 0; i < in.n; i++) {
+			int truth = in.y[i] >= 0 ? map[in.y[i]] : -1;
 			cls[i] = -1;
 			if (a->class_mode == IG_CLASS_NAMED) cls[i] = named;
 			else if (a->class_mode == IG_CLASS_LABEL) {
 				if (truth >= 0 && truth < K) cls[i] = truth;
 				else fallback++;
 			}
+			if (blur) ig_blur(bases + (size_t)i * F, in.x + (size_t)i * F, rth, rtw, 3, a->blur_sigma);
 		}
-		for (int s0 = 0; s0 < blk.n; s0 += sub) {
-			int ns = blk.n - s0 < sub ? blk.n - s0 : sub;
-			ig_attribute(&g, &a->ig, blk.x + (size_t)s0 * F, ns, base, cls + s0,
-			             attr + (size_t)s0 * F, fx + s0, fb + s0);
+		for (int s0 = 0; s0 < in.n; s0 += sub) {
+			int ns = in.n - s0 < sub ? in.n - s0 : sub;
+			ig_attribute(&g, &a->ig, in.x + (size_t)s0 * F, ns, blur ? bases + (size_t)s0 * F : base,
+			             blur ? (size_t)F : 0, cls + s0, attr + (size_t)s0 * F, fx + s0, fb + s0);
 		}
 		block_clear(&ob);
-		for (int i = 0; i < blk.n; i++) {
+		for (int i = 0; i < in.n; i++) {
 			const float *ar = attr + (size_t)i * F;
 			double sa = 0;
 			for (int j = 0; j < F; j++) sa += ar[j];
@@ -526,7 +849,7 @@ void explain_run(const ExplainArgs *a)
 			gap_sum += fabs(gap);
 			df_sum += fabs(fx[i] - fb[i]);
 			if (fabs(gap) > gap_max) gap_max = fabs(gap);
-			csv_field(cfp, blk.ids[i]);
+			csv_field(cfp, in.ids[i]);
 			fputc(',', cfp);
 			csv_field(cfp, b.h.classes[cls[i]]);
 			fprintf(cfp, ",%.9g,%.9g,%.9g,%.9g\n", fx[i], fb[i], sa, gap);
@@ -535,13 +858,40 @@ void explain_run(const ExplainArgs *a)
 				for (int j = 0; j < F; j++) { rs[j] += ar[j]; rb[j] += fabs(ar[j]); }
 			}
 			rcnt[cls[i]]++;
-			if (a->out_stream) block_push(&ob, blk.ids[i], ar, blk.y[i] >= 0 ? map[blk.y[i]] : -1, blk.d[i]);
+			if (a->out_stream) block_push(&ob, in.ids[i], ar, in.y[i] >= 0 ? map[in.y[i]] : -1, in.dom[i]);
+			if (a->heatmaps) {
+				const uint8_t *px = in.px ? in.px + (size_t)i * F : NULL;
+				if (!px) {
+					/* a data stream of pixel rows: back to bytes for the overlay */
+					if (!tpx) tpx = xmalloc((size_t)F);
+					const float *xr = in.x + (size_t)i * F;
+					for (int j = 0; j < F; j++) {
+						double v = xr[j] * 255.0;
+						tpx[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lround(v));
+					}
+					px = tpx;
+				}
+				Image im;
+				double scale = ig_heatmap(&im, px, ar, rth, rtw, &a->heat);
+				char *fname = safe_name(in.ids[i]);
+				char *path = xasprintf("%s/%s.png", a->heatmaps, fname);
+				image_write_png(path, &im);
+				image_free(&im);
+				csv_field(hfp, in.ids[i]);
+				fputc(',', hfp);
+				csv_field(hfp, fname);
+				fputs(".png,", hfp);
+				csv_field(hfp, b.h.classes[cls[i]]);
+				fprintf(hfp, ",%.9g,%.6g\n", fx[i], scale);
+				free(path);
+				free(fname);
+			}
 		}
 		if (a->out_stream) {
 			sw_block(&sw, &ob);
 			frames++;
 		}
-		rows += blk.n;
+		rows += in.n;
 		progress("explained %ld samples", rows);
 	}
 	progress_done();
@@ -551,10 +901,11 @@ void explain_run(const ExplainArgs *a)
 	}
 	if (a->completeness) atomic_commit(&caf);
 	else if (ferror(stdout) || fflush(stdout) != 0) die("write error:");
+	if (hfp) atomic_commit(&haf);
 	if (a->ranking) write_ranking(a, &b, rsum, rabs, rcnt);
 	ig_stop(&g);
 	if (fallback)
-		warnx("%s: %ld rows without a label the model knows: attributed to their predicted class", d.r.name, fallback);
+		warnx("%s: %ld rows without a label the model knows: attributed to their predicted class", in.name, fallback);
 	if (rows)
 		info("%ld samples, %s of the %s class, baseline %s, %d %s steps: completeness |gap| mean %.3g, max %.3g "
 		     "(mean |f(x) - f(baseline)| %.3g); %.1fs",
@@ -562,19 +913,21 @@ void explain_run(const ExplainArgs *a)
 		     a->class_mode == IG_CLASS_LABEL ? "labelled" : "predicted", a->baseline, a->ig.steps,
 		     ig_rule_names[a->ig.rule], gap_sum / rows, gap_max, df_sum / rows, now_seconds() - t0);
 	else
-		warnx("%s: no rows", d.r.name);
+		warnx("%s: no rows", in.name);
+	free(hindex);
 	free(rsum);
 	free(rabs);
 	free(rcnt);
 	free(attr);
+	free(bases);
+	free(tpx);
 	free(cls);
 	free(fx);
 	free(fb);
 	free(map);
 	free(base);
-	block_free(&blk);
 	block_free(&ob);
 	header_free(&oh);
-	data_close(&d);
+	rows_close(&in);
 	bundle_free(&b);
 }

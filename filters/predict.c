@@ -16,14 +16,20 @@
  *           [--attribute probability|logit] [--out-stream FILE] [--ranking FILE.csv]
  *           [--rank-by signed|abs] [--top N] [--completeness FILE] [--batch-rows 2048]
  *           [--encoder CMD] [--classifier CMD] [--progress] [FILE]
+ *           tiles: [--baseline blur] [--blur-sigma 4] [--heatmaps DIR]
+ *           [--heatmap-mode abs|signed] [--heatmap-smooth 1] [--heatmap-clip 99]
+ *           [--heatmap-alpha 0.75] [--heatmap-scale 1] [--heatmap-panel]
  *     Integrated Gradients (common/explain.h, docs/EXPLAIN.md) on a PREPARED data
- *     stream (the model's input features, e.g. from normalize --like MODEL.mpk),
+ *     stream (the model's input features, e.g. from normalize --like MODEL.mpk) or,
+ *     for an image model (ResNet encoder), an image stream of tiles of its size,
  *     computed through the encoder and classifier stages started as child processes
  *     and loaded with the bundle's params. Writes the completeness CSV
  *     "id,class,f_x,f_baseline,sum_attr,gap" on stdout (or --completeness FILE);
  *     --out-stream a data stream whose x are the attributions; --ranking the
  *     per-class gene ranking "class,gene,mean_attribution,mean_abs_attribution,
- *     rank,samples". Frames read: header, data, end.
+ *     rank,samples"; --heatmaps one PNG per tile (DIR/ID.png, the attribution map
+ *     blended over the tile) and DIR/heatmaps.csv "id,file,class,f_x,scale".
+ *     Frames read: header, data (or images), end.
  *
  *   predict --stage [--layers 128,64] [--act relu] [--norm none] [--dropout 0]
  *     Serves the classifier stage of docs/STAGES.md (hidden blocks, then a Linear of
@@ -64,8 +70,11 @@ static _Noreturn void usage(void)
 	       "                       label; unlabelled rows use the predicted class) or a\n"
 	       "                       class name (default predicted)\n"
 	       "  --baseline B         explain: zeros, source-mean (from the bundle's\n"
-	       "                       preprocessing statistics) or FILE, a data stream whose\n"
-	       "                       mean row is the baseline (default zeros)\n"
+	       "                       preprocessing statistics), blur (tiles: each tile\n"
+	       "                       Gaussian-blurred) or FILE, a data stream whose mean row\n"
+	       "                       (or an image stream whose mean tile) is the baseline\n"
+	       "                       (default: blur for an image model, else zeros)\n"
+	       "  --blur-sigma S       explain: blur baseline sigma in pixels, 0.1..100 (default 4)\n"
 	       "  --steps N            explain: quadrature steps, 1..10000 (default 50)\n"
 	       "  --rule R             explain: trapezoid or gauss-legendre (default trapezoid)\n"
 	       "  --attribute A        explain: probability (softmax) or logit (default probability)\n"
@@ -76,6 +85,17 @@ static _Noreturn void usage(void)
 	       "                       (default signed)\n"
 	       "  --top N              explain: genes per class in the ranking, 0 = all (default 0)\n"
 	       "  --completeness FILE  explain: the completeness CSV to FILE instead of stdout\n"
+	       "  --heatmaps DIR       explain, tiles: one PNG per tile, DIR/ID.png (the attribution\n"
+	       "                       map over the tile), and DIR/heatmaps.csv (default none)\n"
+	       "  --heatmap-mode M     abs (sum over channels of |attribution|: yellow to red) or\n"
+	       "                       signed (sum of attributions: red for the class, blue\n"
+	       "                       against it) (default abs)\n"
+	       "  --heatmap-smooth S   Gaussian sigma in pixels applied to the map, 0 = none\n"
+	       "                       (default 1)\n"
+	       "  --heatmap-clip P     percentile of |map| shown at full colour, 50..100 (default 99)\n"
+	       "  --heatmap-alpha A    opacity of the colour at full scale, 0..1 (default 0.75)\n"
+	       "  --heatmap-scale N    enlarge each PNG N times (nearest neighbour), 1..64 (default 1)\n"
+	       "  --heatmap-panel      the tile and its overlay side by side (default overlay only)\n"
 	       "  --batch-rows N       explain: interpolated rows per stage request (default 2048)\n"
 	       "  --encoder CMD        explain: encoder stage command (default: encode --stage\n"
 	       "                       next to this program)\n"
@@ -286,7 +306,8 @@ int main(int argc, char **argv)
 	util_init(argv[0]);
 	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_EVAL, O_JSON, O_FORMAT,
 	       O_EXPLAIN, O_CLASS, O_BASELINE, O_STEPS, O_RULE, O_ATTRIBUTE, O_OUTSTREAM, O_RANKING, O_RANKBY,
-	       O_TOP, O_COMPLETENESS, O_BATCHROWS, O_ENCODER, O_CLASSIFIER, O_PROGRESS };
+	       O_TOP, O_COMPLETENESS, O_BATCHROWS, O_ENCODER, O_CLASSIFIER, O_PROGRESS,
+	       O_BLURSIGMA, O_HEATMAPS, O_HMODE, O_HSMOOTH, O_HCLIP, O_HALPHA, O_HSCALE, O_HPANEL };
 	static const struct option opts[] = {
 		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
 		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
@@ -302,6 +323,10 @@ int main(int argc, char **argv)
 		{ "completeness", required_argument, 0, O_COMPLETENESS }, { "batch-rows", required_argument, 0, O_BATCHROWS },
 		{ "encoder", required_argument, 0, O_ENCODER }, { "classifier", required_argument, 0, O_CLASSIFIER },
 		{ "progress", no_argument, 0, O_PROGRESS },
+		{ "blur-sigma", required_argument, 0, O_BLURSIGMA }, { "heatmaps", required_argument, 0, O_HEATMAPS },
+		{ "heatmap-mode", required_argument, 0, O_HMODE }, { "heatmap-smooth", required_argument, 0, O_HSMOOTH },
+		{ "heatmap-clip", required_argument, 0, O_HCLIP }, { "heatmap-alpha", required_argument, 0, O_HALPHA },
+		{ "heatmap-scale", required_argument, 0, O_HSCALE }, { "heatmap-panel", no_argument, 0, O_HPANEL },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	Stage s;
@@ -318,7 +343,7 @@ int main(int argc, char **argv)
 	s.arch.head = 1;
 	const char *model = NULL, *json = NULL;
 	int stage = 0, archopt = 0, eval = 0, stream = 0, c;
-	int explain = 0, explainopt = 0, formatopt = 0, progress_flag = 0;
+	int explain = 0, explainopt = 0, formatopt = 0, progress_flag = 0, heatopt = 0, blursigma = 0;
 	ExplainArgs ex;
 	explain_args_init(&ex);
 	opterr = 0;
@@ -355,10 +380,7 @@ int main(int argc, char **argv)
 			break;
 		case O_BASELINE:
 			explainopt = 1;
-			if (!*optarg) usage_error("--baseline: expected zeros, source-mean or a file");
-			if (strcmp(optarg, "blur") == 0)
-				usage_error("--baseline blur: a blurred-image baseline needs an image model (tiles); "
-				            "expression models take zeros, source-mean or FILE");
+			if (!*optarg) usage_error("--baseline: expected zeros, source-mean, blur or a file");
 			ex.baseline = optarg;
 			break;
 		case O_STEPS: ex.ig.steps = (int)parse_long("--steps", optarg, 1, 10000); explainopt = 1; break;
@@ -388,6 +410,23 @@ int main(int argc, char **argv)
 		case O_ENCODER: ex.encoder = optarg; explainopt = 1; break;
 		case O_CLASSIFIER: ex.classifier = optarg; explainopt = 1; break;
 		case O_PROGRESS: progress_flag = 1; explainopt = 1; break;
+		case O_BLURSIGMA: ex.blur_sigma = parse_double("--blur-sigma", optarg, 0.1, 100); blursigma = 1; explainopt = 1; break;
+		case O_HEATMAPS:
+			if (!*optarg) usage_error("--heatmaps: needs a folder");
+			ex.heatmaps = optarg;
+			explainopt = 1;
+			break;
+		case O_HMODE:
+			heatopt = explainopt = 1;
+			if (strcmp(optarg, "abs") == 0) ex.heat.mode = HEAT_ABS;
+			else if (strcmp(optarg, "signed") == 0) ex.heat.mode = HEAT_SIGNED;
+			else usage_error("--heatmap-mode: %s: expected abs or signed", optarg);
+			break;
+		case O_HSMOOTH: ex.heat.smooth = parse_double("--heatmap-smooth", optarg, 0, 100); heatopt = explainopt = 1; break;
+		case O_HCLIP: ex.heat.clip = parse_double("--heatmap-clip", optarg, 50, 100); heatopt = explainopt = 1; break;
+		case O_HALPHA: ex.heat.alpha = parse_double("--heatmap-alpha", optarg, 0, 1); heatopt = explainopt = 1; break;
+		case O_HSCALE: ex.heat.scale = (int)parse_long("--heatmap-scale", optarg, 1, 64); heatopt = explainopt = 1; break;
+		case O_HPANEL: ex.heat.panel = 1; heatopt = explainopt = 1; break;
 		case 'h': usage();
 		case ':': usage_error("%s: needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s", argv[optind - 1]);
@@ -395,8 +434,8 @@ int main(int argc, char **argv)
 	}
 	if (stage && model) usage_error("--stage and --model exclude each other");
 	if (explainopt && !explain) usage_error("--class, --baseline, --steps, --rule, --attribute, --out-stream, --ranking, "
-	                                        "--rank-by, --top, --completeness, --batch-rows, --encoder, --classifier "
-	                                        "and --progress apply to --explain");
+	                                        "--rank-by, --top, --completeness, --batch-rows, --encoder, --classifier, "
+	                                        "--progress, --blur-sigma and the --heatmap options apply to --explain");
 	if (explain) {
 		if (stage) usage_error("--explain and --stage exclude each other");
 		if (!model) usage_error("--explain needs --model FILE");
@@ -405,6 +444,9 @@ int main(int argc, char **argv)
 		if (argc - optind > 1) usage_error("at most one input file");
 		if (ex.rank_abs && !ex.ranking) usage_error("--rank-by needs --ranking FILE");
 		if (ex.top && !ex.ranking) usage_error("--top needs --ranking FILE");
+		if (heatopt && !ex.heatmaps) usage_error("--heatmap-mode, --heatmap-smooth, --heatmap-clip, --heatmap-alpha, "
+		                                         "--heatmap-scale and --heatmap-panel need --heatmaps DIR");
+		if (blursigma && ex.baseline && strcmp(ex.baseline, "blur") != 0) usage_error("--blur-sigma needs --baseline blur");
 		progress_setup(progress_flag, quiet);
 		ex.model = model;
 		ex.input = optind < argc ? argv[optind] : "-";

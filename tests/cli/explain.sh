@@ -240,3 +240,140 @@ encode --model m.mpk s.mpk > ls.mpk
 encode --model m.mpk t.mpk > lt.mpk
 run "explain-6.latents" 0 discriminate --alignment --name before ls.mpk lt.mpk
 out_has '"name": "before"'
+
+# ---- explain-7: tiles: the ResNet encoder, the blur baseline, heatmaps ----
+PY=/usr/bin/python3
+gen-tiles -q -o tiles --size 24 --count 40 --organs breast,colon,lung --seed 3
+stain-norm --quiet --method none --to-stream --label-from-dir tiles/breast_benign tiles/breast_malignant \
+	tiles/colon_benign tiles/colon_malignant > isrc.mpk
+stain-norm --quiet --method none --to-stream --label-from-dir tiles/lung_benign tiles/lung_malignant > itgt.mpk
+gen-tiles -q -o tiles16 --size 16 --count 2 --organs lung --seed 3
+stain-norm --quiet --method none --to-stream --label-from-dir tiles16/lung_benign tiles16/lung_malignant > i16.mpk
+batch --quiet --source isrc.mpk --target itgt.mpk --epochs 6 --batch-size 16 --seed 1 --augment > ib.mpk
+train-step --quiet --method source-only --out im.mpk --lr 1e-3 --seed 1 --select last \
+	--encoder "$BIN/encode --stage --arch resnet --width 4 --blocks 1,1" ib.mpk
+ntile=80
+# completeness with the blur baseline (the default for an image model), requests
+# chunked to the 32 rows the ResNet stage can differentiate after an evaluation forward;
+# the class attributed: malignant (the planted signal, below)
+run "explain-7.run" 0 predict --explain --model im.mpk --class malignant --completeness ic.csv --heatmaps hm \
+	--out-stream ia.mpk itgt.mpk
+err_has "baseline blur, 50 trapezoid steps"
+ok "explain-7.rows" test "$(wc -l < ic.csv)" -eq $((ntile + 1))
+gi=$(mean_abs ic.csv 6)
+mi=$(max_abs ic.csv 6)
+di=$(awk -F, 'NR > 1 { v = $3 - $4; s += v < 0 ? -v : v; n++ } END { print s / n }' ic.csv)
+echo "tiles, blur baseline, 50 steps: mean |gap| $gi, max |gap| $mi (mean |f(x) - f(blur)| $di)"
+check "explain-7.completeness-mean ($gi)" 'g < 0.003' -v g="$gi"
+check "explain-7.completeness-max ($mi)" 'm < 0.02' -v m="$mi"
+check "explain-7.blur-moves-f ($di)" 'd > 0.02' -v d="$di"
+# black-tile baseline
+run "explain-7.zeros" 0 predict --explain --model im.mpk --class malignant --baseline zeros --out-stream iz.mpk itgt.mpk
+cp "$OUT" iz.csv
+gz=$(mean_abs iz.csv 6)
+dz=$(awk -F, 'NR > 1 { v = $3 - $4; s += v < 0 ? -v : v; n++ } END { print s / n }' iz.csv)
+echo "tiles, black baseline, 50 steps: mean |gap| $gz (mean |f(x) - f(0)| $dz)"
+check "explain-7.zeros-completeness ($gz)" 'g < 0.02' -v g="$gz"
+gen-tiles -q -o tiles24 --size 24 --count 2 --organs lung --seed 5
+stain-norm --quiet --method none --to-stream --label-from-dir tiles24/lung_benign tiles24/lung_malignant > i24.mpk
+# the chunking changes only float rounding: 7 rows per request against the default
+predict --quiet --explain --model im.mpk --batch-rows 7 i24.mpk > ic7.csv
+predict --quiet --explain --model im.mpk i24.mpk > ic32.csv
+ok "explain-7.chunking" awk -F, 'NR == FNR { if (FNR > 1) v[FNR] = $5; next }
+	FNR > 1 { d = $5 - v[FNR]; if (d < 0) d = -d; if (d > 1e-5) { print "row " FNR ": " $5 " vs " v[FNR]; exit 1 } }' ic32.csv ic7.csv
+# an image stream's mean tile as the baseline
+run "explain-7.mean-tile" 0 predict --explain --model im.mpk --class malignant --baseline isrc.mpk --steps 100 i24.mpk
+cp "$OUT" imt.csv
+gm=$(mean_abs imt.csv 6)
+check "explain-7.mean-tile-completeness ($gm)" 'g < 0.005' -v g="$gm"
+# one baseline for every tile: f(baseline) equal up to float rounding
+ok "explain-7.one-mean-tile" awk -F, 'NR > 2 && ($4 - f > 1e-6 || f - $4 > 1e-6) { exit 1 } NR == 2 { f = $4 }' imt.csv
+
+# heatmaps: one PNG of the tile's size per tile, named after the id, and an index
+ok "explain-7.heatmap-files" test "$(ls hm/*.png | wc -l)" -eq $ntile
+ok "explain-7.heatmap-index" test "$(wc -l < hm/heatmaps.csv)" -eq $((ntile + 1))
+ok "explain-7.heatmap-name" test -f hm/lung_malignant_lung_malignant_0001.png
+pngsize() { # FILE...: "W H" per file, from the IHDR chunk
+	$PY -c 'import sys, struct
+for p in sys.argv[1:]:
+    b = open(p, "rb").read(24)
+    assert b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR", p
+    print(*struct.unpack(">II", b[16:24]))' "$@"
+}
+if [ "$(pngsize hm/*.png | sort -u)" = "24 24" ]; then pass "explain-7.heatmap-size"; else fail "explain-7.heatmap-size" "$(pngsize hm/*.png | sort -u | head -3)"; fi
+run "explain-7.wrong-size" 1 predict --explain --model im.mpk i16.mpk
+err_has "i16.mpk: 16x16 tiles, the model im.mpk takes 24x24"
+run "explain-7.panel-scale" 0 predict --explain --model im.mpk --steps 20 --heatmaps hp --heatmap-panel --heatmap-scale 3 \
+	--heatmap-mode signed i24.mpk
+if [ "$(pngsize hp/*.png | sort -u)" = "147 72" ]; then pass "explain-7.panel-size"; else fail "explain-7.panel-size" "$(pngsize hp/*.png | sort -u | head -3)"; fi
+ok "explain-7.deterministic" sh -c 'predict --quiet --explain --model im.mpk --steps 20 --heatmaps hq i24.mpk > q1 &&
+	predict --quiet --explain --model im.mpk --steps 20 --heatmaps hr i24.mpk > q2 && cmp q1 q2 &&
+	for f in hq/*.png; do cmp "$f" "hr/${f#hq/}" || exit 1; done'
+
+# the attribution stream of tiles: pixel features, rows summing to sum_attr; and the
+# planted signal of gen-tiles: malignant tiles have more, larger, darker nuclei, so the
+# evidence for "malignant" should fall on nuclei (dark hematoxylin pixels), not on the
+# stroma and spaces around them
+$PY - itgt.mpk ia.mpk ic.csv ia.mpk iz.mpk > nuc.txt <<'PYEOF' || fail "explain-7.stream" "python failed: $(cat nuc.txt)"
+import sys, msgpack, numpy as np
+def frames(p):
+    return list(msgpack.Unpacker(open(p, "rb"), raw=False, max_buffer_size=1 << 30))
+fr = frames(sys.argv[1]); h = fr[0]; th, tw = h["tile"]["h"], h["tile"]["w"]
+px, lab = {}, {}
+for f in fr[1:]:
+    if f["type"] != "images": continue
+    x = np.frombuffer(f["x"]["data"], np.uint8).reshape(-1, th, tw, 3)
+    y = np.frombuffer(f["y"]["data"], np.int32)
+    for i, id in enumerate(f["ids"]): px[id], lab[id] = x[i], h["classes"][y[i]]
+def attrs(p):
+    fr = frames(p)
+    out = {}
+    for f in fr[1:]:
+        if f["type"] == "data":
+            a = np.frombuffer(f["x"]["data"], np.float32).reshape(-1, th, tw, 3)
+            for i, id in enumerate(f["ids"]): out[id] = a[i]
+    return fr[0], out
+ah, a = attrs(sys.argv[2])
+print("stream", ah["kind"], len(ah["features"]), ah["features"][0], "tile" in ah, ah["attribution"]["baseline"])
+sums = {l.split(",")[0]: float(l.split(",")[4]) for l in open(sys.argv[3]).read().split("\n")[1:] if l}
+print("sums", "ok" if all(abs(a[k].sum() - sums[k]) < 1e-4 * max(1, abs(sums[k])) for k in a) else "bad")
+def enrich(p):
+    _, a = attrs(p)
+    r, mass, frac = [], [], []
+    for id, v in a.items():
+        if lab[id] != "malignant": continue
+        nuc = px[id].astype(float).mean(axis=2) < 150   # hematoxylin-dark pixels
+        m = np.abs(v).sum(axis=2)
+        if nuc.sum() == 0 or nuc.all(): continue
+        r.append(m[nuc].mean() / m[~nuc].mean()); mass.append(m[nuc].sum() / m.sum()); frac.append(nuc.mean())
+    return len(r), np.median(r), np.mean(mass), np.mean(frac)
+print("blur %d %.3f %.3f %.3f" % enrich(sys.argv[4]))
+print("zeros %d %.3f %.3f %.3f" % enrich(sys.argv[5]))
+PYEOF
+cat nuc.txt
+if grep -qx "stream data 1728 r0_0 False blur" nuc.txt; then pass "explain-7.stream-header"; else fail "explain-7.stream-header" "$(head -1 nuc.txt)"; fi
+if grep -qx "sums ok" nuc.txt; then pass "explain-7.stream-sums"; else fail "explain-7.stream-sums" "$(cat nuc.txt)"; fi
+read -r _ nb rb mb fb <<EOF2
+$(grep '^blur ' nuc.txt)
+EOF2
+check "explain-7.nuclei-tiles ($nb)" 'n >= 30' -v n="${nb:-0}"
+check "explain-7.nuclei-per-pixel ($rb)" 'r > 2.5' -v r="${rb:-0}"
+check "explain-7.nuclei-mass ($mb of $fb pixels)" 'm > 1.8 * f' -v m="${mb:-0}" -v f="${fb:-1}"
+read -r _ nz rz mz fz <<EOF2
+$(grep '^zeros ' nuc.txt)
+EOF2
+check "explain-7.blur-sharper-than-black ($rb > $rz)" 'b > z' -v b="${rb:-0}" -v z="${rz:-0}"
+
+# option errors
+run "explain-7.heatmaps-genes" 2 predict --explain --model m.mpk --heatmaps hx s.mpk
+err_has "--heatmaps: m.mpk is not an image model"
+run "explain-7.ranking-tiles" 2 predict --explain --model im.mpk --ranking r.csv itgt.mpk
+err_has "--ranking ranks genes; im.mpk is an image model: use --heatmaps DIR"
+run "explain-7.heatmap-option-alone" 2 predict --explain --model im.mpk --heatmap-scale 4 itgt.mpk
+err_has "need --heatmaps DIR"
+run "explain-7.heatmap-mode" 2 predict --explain --model im.mpk --heatmaps hx --heatmap-mode log itgt.mpk
+err_has "--heatmap-mode: log: expected abs or signed"
+run "explain-7.blur-sigma" 2 predict --explain --model im.mpk --baseline zeros --blur-sigma 2 itgt.mpk
+err_has "--blur-sigma needs --baseline blur"
+run "explain-7.blur-sigma-range" 2 predict --explain --model im.mpk --blur-sigma 0 itgt.mpk
+err_has "--blur-sigma: 0"
