@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -62,6 +63,10 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 	static int hooked;
 	if (!hooked) {
 		hooked = 1;
+		/* the batch tensors (tens of MiB per step) come from the heap and stay there when
+		 * freed, instead of being mapped, faulted in page by page and unmapped each step */
+		mallopt(M_MMAP_THRESHOLD, 32 << 20);
+		mallopt(M_TRIM_THRESHOLD, 256 << 20);
 		/* a dead stage must show as a write error, not kill us silently */
 		signal(SIGPIPE, SIG_IGN);
 		at_die(die_hook);

@@ -2,6 +2,7 @@
 #include "stage.h"
 #include "util.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -492,6 +493,10 @@ static void do_load(Stage *s, const msgpack_object *req)
 
 void stage_serve(Stage *s)
 {
+	/* request tensors (tens of MiB through the pipes) come from the heap and stay there
+	 * when freed, instead of being mapped, faulted in page by page and unmapped each time */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	sr_open_fd(&s->in, 0, "<requests>");
 	sw_init(&s->out, stdout, "<stdout>");
 	for (;;) {
