@@ -108,6 +108,12 @@ normalize --quiet $A --log2 --zscore part1.tsv part2.tsv >ref3b.mpk
 # shellcheck disable=SC2086
 run "preprocess-3.3 two inputs split in 2 each, z-score" 0 sh "$P" --quiet --out p3b --chunks 2 $A --log2 --zscore part1.tsv part2.tsv
 same_values "preprocess-3.4 values within float rounding" ref3b.mpk p3b/data.mpk 1e-5
+normalize --quiet $A --log2 --domain "one name" part1.tsv part2.tsv >ref3d.mpk
+run "preprocess-3.7 --domain once for two inputs" 0 sh "$P" --quiet --out p3d --chunks 2 --domain "one name" $A --log2 part1.tsv part2.tsv
+same_bytes "preprocess-3.8 the same bytes" ref3d.mpk p3d/data.mpk
+normalize --quiet $A --log2 --domain a --domain b part1.tsv part2.tsv >ref3e.mpk
+run "preprocess-3.9 --domain per input" 0 sh "$P" --quiet --out p3e --chunks 2 --domain a --domain b $A --log2 part1.tsv part2.tsv
+same_bytes "preprocess-3.10 the same bytes" ref3e.mpk p3e/data.mpk
 # shellcheck disable=SC2086
 run "preprocess-3.5 --stats given: applied to every chunk" 0 sh "$P" --quiet --out p3c --chunks 3 $A --stats ref2.stats "$S/archs4.tsv.gz"
 same_bytes "preprocess-3.6 the same bytes as normalize --stats" new-ref.mpk p3c/data.mpk
