@@ -73,10 +73,10 @@ run "preprocess-2.1 cpm log2 in 3 chunks" 0 sh "$P" --quiet --out p1 --chunks 3 
 same_bytes "preprocess-2.2 the same bytes as one normalize run" ref1.mpk p1/data.mpk
 [ ! -d p1/chunks ] && pass "preprocess-2.3 chunks removed" || fail "preprocess-2.3 chunks removed" "p1/chunks is there"
 # shellcheck disable=SC2086
-run "preprocess-2.4 chunks of 7 rows, 2 jobs, --sshlogin :" 0 sh "$P" --quiet --out p1b --chunk-rows 7 --jobs 2 --sshlogin : --keep-chunks $A --cpm --log2 "$S/archs4.tsv.gz"
+run "preprocess-2.4 chunks of 50 rows, 2 jobs, --sshlogin :" 0 sh "$P" --quiet --out p1b --chunk-rows 50 --jobs 2 --sshlogin : --keep-chunks $A --cpm --log2 "$S/archs4.tsv.gz"
 same_bytes "preprocess-2.5 the same bytes" ref1.mpk p1b/data.mpk
 n=$(ls p1b/chunks/*.mpk 2>/dev/null | wc -l)
-[ "$n" -eq 172 ] && pass "preprocess-2.6 172 chunks of 7 rows" || fail "preprocess-2.6 172 chunks of 7 rows" "$n chunk streams"
+[ "$n" -eq 24 ] && pass "preprocess-2.6 24 chunks of 50 rows" || fail "preprocess-2.6 24 chunks of 50 rows" "$n chunk streams"
 
 FIT="--drop-zero --cpm --log2 --top-variable 400 --zscore"
 # shellcheck disable=SC2086
