@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -23,6 +24,47 @@
 static Peer *peers[MAX_PEERS];
 static int npeers;
 static Peer *decoding;  /* the peer whose response is being decoded */
+static double timeout_s;  /* peer_set_timeout; 0: none */
+
+void peer_set_timeout(double seconds)
+{
+	timeout_s = seconds > 0 ? seconds : 0;
+}
+
+/* The child's stdin as a stdio stream over a non-blocking descriptor: a write that
+ * cannot proceed waits in poll() until the peer's deadline, then fails (timed_out). */
+static ssize_t pipe_write(void *c, const char *buf, size_t n)
+{
+	Peer *p = c;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t k = write(p->to_fd, buf + done, n - done);
+		if (k > 0) { done += (size_t)k; continue; }
+		if (k < 0 && errno == EINTR) continue;
+		if (k == 0 || errno != EAGAIN) return (ssize_t)done;
+		int ms = -1;
+		if (p->deadline > 0) {
+			double left = p->deadline - now_seconds();
+			if (left <= 0) {
+				p->timed_out = 1;
+				errno = ETIMEDOUT;
+				return (ssize_t)done;
+			}
+			ms = left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
+		}
+		struct pollfd pfd = { .fd = p->to_fd, .events = POLLOUT };
+		poll(&pfd, 1, ms);
+	}
+	return (ssize_t)n;
+}
+
+static int pipe_close(void *c)
+{
+	Peer *p = c;
+	int r = close(p->to_fd);
+	p->to_fd = -1;
+	return r;
+}
 
 static void kill_peers(void)
 {
@@ -91,6 +133,8 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 			else if (dup2(p->shm_fd, SHM_CHILD_FD) < 0) _exit(127);
 		}
 		signal(SIGPIPE, SIG_DFL);
+		/* its own process group, so that a timeout kills what the shell started too */
+		setpgid(0, 0);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -100,8 +144,10 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 	fcntl(in[1], F_SETPIPE_SZ, 1 << 20);
 	fcntl(out[0], F_SETPIPE_SZ, 1 << 20);
 	p->pid = pid;
-	p->to = fdopen(in[1], "wb");
-	if (!p->to) die("fdopen:");
+	p->to_fd = in[1];
+	if (fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK) != 0) die("fcntl:");
+	p->to = fopencookie(p, "wb", (cookie_io_functions_t){ .write = pipe_write, .close = pipe_close });
+	if (!p->to) die("fopencookie:");
 	sw_init(&p->w, p->to, name);
 	char *rname = xasprintf("%s stage", name);
 	sr_open_fd(&p->from, out[0], rname);
@@ -170,6 +216,14 @@ static void child_state(Peer *p, char *buf, size_t n)
 
 static _Noreturn void peer_die(Peer *p, const char *what)
 {
+	if (p->timed_out && p->pid > 0) {
+		/* it may ignore SIGTERM: make sure it (and what its shell started) is gone
+		 * before the others are reaped */
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+		p->pid = 0;
+	}
 	const char *tail = peer_stderr_tail(p, 3);
 	decoding = NULL;
 	if (*tail) die("%s stage (%s) %s; its stderr ends: %s", p->name, p->cmd, what, tail);
@@ -189,6 +243,7 @@ void peer_fail(Peer *p, const char *fmt, ...)
 
 SWriter *peer_request(Peer *p, const char *type, size_t n)
 {
+	p->deadline = timeout_s > 0 ? now_seconds() + timeout_s : 0;
 	p->t_req = now_seconds();
 	/* init offers the shared memory: shm_fd names the descriptor the child holds it
 	 * under; a stage that maps it answers shm: true, any other ignores the key */
@@ -210,6 +265,10 @@ void peer_send(Peer *p)
 	p->requests++;
 	if (fflush(p->to) != 0 || ferror(p->to)) {
 		char st[128];
+		if (p->timed_out) {
+			snprintf(st, sizeof st, "did not read request %ld within %g s (killed)", p->requests, timeout_s);
+			peer_die(p, st);
+		}
 		if (errno == EPIPE) {
 			child_state(p, st, sizeof st);
 			peer_die(p, st);
@@ -295,12 +354,19 @@ const msgpack_object *peer_recv(Peer *p)
 	char st[160];
 	ASSERT(p->pending > 0);
 	double t0 = now_seconds();
+	p->from.deadline = timeout_s > 0 ? t0 + timeout_s : 0;
 	int k = sr_try_next(&p->from, &f, &why);
+	p->from.deadline = 0;
 	p->wait_s += now_seconds() - t0;
 	p->pending--;
 	p->responses++;
 	if (k == 0) {
 		child_state(p, st, sizeof st);
+		peer_die(p, st);
+	}
+	if (k == -2) {
+		p->timed_out = 1;
+		snprintf(st, sizeof st, "did not answer request %ld within %g s (killed)", p->responses, timeout_s);
 		peer_die(p, st);
 	}
 	if (k < 0) {

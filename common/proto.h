@@ -38,8 +38,15 @@ typedef struct {
 	double stage_s;    /* compute seconds the stage reported at quit, -1 if it did not */
 	double stage_decode_s;  /* seconds the stage reported decoding request tensors */
 	long shm_bytes, pipe_bytes;  /* tensor bytes sent through each transport */
+	/* response timeout (peer_set_timeout) */
+	int to_fd;         /* the write end of the child's stdin (non-blocking) */
+	double deadline;   /* now_seconds() by which the pending request must be sent and answered; 0: none */
+	int timed_out;     /* a write waited past the deadline */
 } Peer;
 
+/* Seconds a stage may take to read a request and answer it (0: no limit, the
+ * default). A stage that takes longer is killed and the caller dies naming it. */
+void peer_set_timeout(double seconds);
 /* Start CMD through /bin/sh -c with pipes on stdin/stdout and stderr captured. */
 void peer_start(Peer *p, const char *name, const char *cmd);
 /* Begin a request map of n entries whose first entry is type: the caller packs

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,7 @@ static void sr_setup(SReader *r)
 	r->len = r->pos = 0;
 	r->frame = 0;
 	r->eof = 0;
+	r->deadline = 0;
 	r->max_frame = (size_t)2 << 30;
 	const char *e = getenv("DAPIPE_MAX_FRAME");
 	if (e && *e) {
@@ -332,6 +334,14 @@ int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 				r->cap *= 2;
 				r->buf = xrealloc(r->buf, r->cap);
 			}
+		}
+		if (r->deadline > 0) {
+			/* wait for input no later than the deadline */
+			double left = r->deadline - now_seconds();
+			struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+			int pr = left > 0 ? poll(&pfd, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1) : 0;
+			if (pr < 0 && errno == EINTR) continue;
+			if (pr == 0) { *why = "timed out"; return -2; }
 		}
 		ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
 		if (got < 0) {

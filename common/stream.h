@@ -73,6 +73,7 @@ typedef struct {
 	long frame;          /* number of the frame last returned, from 1 */
 	int eof;
 	msgpack_unpacked res;
+	double deadline;     /* now_seconds() by which the next frame must be complete; 0: none */
 } SReader;
 /* path "-" is stdin. max frame size: $DAPIPE_MAX_FRAME bytes, default 2 GiB. */
 void sr_open(SReader *r, const char *path);
@@ -82,7 +83,8 @@ void sr_open_fd(SReader *r, int fd, const char *name);
 const msgpack_object *sr_next(SReader *r);
 void sr_close(SReader *r);
 _Noreturn void sr_fail(const SReader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Like sr_next but returns -1 with *why set instead of dying (for protocol peers). */
+/* Like sr_next but returns -1 with *why set instead of dying (for protocol peers);
+ * -2 (why "timed out") when r->deadline is set and passes before a frame is complete. */
 int sr_try_next(SReader *r, const msgpack_object **out, const char **why);
 
 /* ---- object access (all die through sr_fail with the key named) ---- */

@@ -22,8 +22,9 @@
  * frame per stage; end) is written atomically to --out.
  *
  * Options: see usage(), every option with its default.
- * Exit codes: 0 ok; 1 bad input, a stage that failed, or a NaN loss (the model of the
- * last good epoch is kept in --out); 2 usage error. */
+ * Exit codes: 0 ok; 1 bad input, a stage that failed or did not answer within
+ * --stage-timeout, or a NaN loss (the model of the last good epoch is kept in --out);
+ * 2 usage error. */
 #include "nn.h"
 #include "proto.h"
 #include "stream.h"
@@ -135,6 +136,9 @@ static _Noreturn void usage(void)
 	       "  --encoder-dropout P     dropout of the default encoder (default 0.5)\n"
 	       "  --classifier-layers L   hidden widths of the default classifier (default 128,64)\n"
 	       "  --discriminator-layers L hidden widths of the default domain head (default 256,128,64)\n"
+	       "  --stage-timeout S       seconds a stage may take to answer one request; a stage that\n"
+	       "                          takes longer is killed and train-step exits 1 (default 600,\n"
+	       "                          0: no limit)\n"
 	       "  --progress              progress on stderr even when it is not a terminal\n"
 	       "  --quiet                 no messages but errors\n"
 	       "  -h, --help              this help\n"
@@ -901,7 +905,7 @@ int main(int argc, char **argv)
 	util_init(argv[0]);
 	enum {
 		O_METHOD = 256, O_OUT, O_METRICS, O_EPOCHS, O_LR, O_WD, O_OPTIM, O_AW, O_WS, O_LS, O_NC, O_GP,
-		O_PAT, O_MD, O_SEL, O_SCORES, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET
+		O_PAT, O_MD, O_SEL, O_SCORES, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET, O_STO
 	};
 	static const struct option opts[] = {
 		{ "method", required_argument, 0, O_METHOD }, { "out", required_argument, 0, O_OUT },
@@ -918,7 +922,8 @@ int main(int argc, char **argv)
 		{ "discriminator", required_argument, 0, O_DIS }, { "encoder-layers", required_argument, 0, O_EL },
 		{ "encoder-dropout", required_argument, 0, O_ED }, { "classifier-layers", required_argument, 0, O_CL },
 		{ "discriminator-layers", required_argument, 0, O_DL }, { "progress", no_argument, 0, O_PROG },
-		{ "quiet", no_argument, 0, O_QUIET }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
+		{ "quiet", no_argument, 0, O_QUIET }, { "stage-timeout", required_argument, 0, O_STO },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	static T t;
 	t.method = -1;
@@ -935,6 +940,7 @@ int main(int argc, char **argv)
 	t.best_tval = NAN;
 	for (int v = 0; v < VAL_COUNT; v++) t.best_score[v] = NAN;
 	int user_select = SEL_DEFAULT, prog = 0, c;
+	double stage_timeout = 600;
 	const char *el = NULL, *ed = NULL, *cl = NULL, *dl = NULL;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -984,12 +990,14 @@ int main(int argc, char **argv)
 		case O_DL: { int tmp[16]; parse_int_list("--discriminator-layers", optarg, tmp, 15, 1, 1 << 20); dl = optarg; break; }
 		case O_PROG: prog = 1; break;
 		case O_QUIET: quiet = 1; break;
+		case O_STO: stage_timeout = parse_double("--stage-timeout", optarg, 0, 1e7); break;
 		case 'h': usage();
 		case ':': usage_error("%s: needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s", argv[optind - 1]);
 		}
 	}
 	progress_setup(prog, quiet);
+	peer_set_timeout(stage_timeout);
 	if (t.method < 0) usage_error("--method is required");
 	if (!t.out) usage_error("--out is required");
 	if (argc - optind > 1) usage_error("at most one input file");

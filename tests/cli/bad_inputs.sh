@@ -453,6 +453,37 @@ if [ "$MODEL" -eq 1 ]; then
 		--classifier-layers 4 --discriminator-layers 4 b.mpk
 	bad bad-7.11 1 "randmp6_1.mpk: frame 2: " predict --model model.mpk --metrics-json met.json randmp6_1.mpk
 	ok "bad-7.11 no metrics written" test ! -e met.json
+	# stages that never answer: killed after --stage-timeout, named, the model kept
+	s0=$(date +%s)
+	bad bad-7.13 1 "discriminator stage (cat >/dev/null) did not answer request 1 within 1 s (killed)" \
+		train-step --quiet --method dann --out keep.mpk --stage-timeout 1 --discriminator 'cat >/dev/null' b.mpk
+	ok "bad-7.13 within the timeout" test $(( $(date +%s) - s0 )) -le 10
+	ok "bad-7.13 previous model kept" cmp model.mpk keep.mpk
+	bad bad-7.14 1 "encoder stage (sleep 30) did not answer request 1 within 1 s (killed)" \
+		train-step --quiet --method dann --out keep.mpk --stage-timeout 1 --encoder 'sleep 30' b.mpk
+	# the shell's child (sleep) is killed with the stage's process group
+	ok "bad-7.14 nothing left running" sh -c '! pgrep -x -f "sleep 30" >/dev/null'
+	# a stage that answers init, then stops answering (a Python stage)
+	cat >hang.py <<'PYEOF'
+import sys, msgpack
+u = msgpack.Unpacker(sys.stdin.buffer, raw=False)
+for req in u:
+    if req["type"] != "init":
+        sys.stdin.buffer.read()
+        break
+    sys.stdout.buffer.write(msgpack.packb({"type": "ok", "out": 1, "nparams": 1}))
+    sys.stdout.buffer.flush()
+PYEOF
+	bad bad-7.15 1 "discriminator stage ($PY hang.py) did not answer request 2 within 5 s (killed)" \
+		train-step --quiet --method dann --out keep.mpk --stage-timeout 5 --discriminator "$PY hang.py" b.mpk
+	ok "bad-7.15 previous model kept" cmp model.mpk keep.mpk
+	# a stage that reads a little and exits 0 before answering
+	bad bad-7.16 1 "discriminator stage (head -c 10 >/dev/null) died (exit status 0)" \
+		train-step --quiet --method dann --out keep.mpk --discriminator 'head -c 10 >/dev/null' b.mpk
+	bad bad-7.17 2 "--stage-timeout: -1: must be at least 0" train-step --method dann --out m.mpk --stage-timeout -1 b.mpk
+	# 0: no limit (the default run, with a limit of none, trains)
+	run bad-7.18 0 $T train-step --quiet --method dann --out m0.mpk --stage-timeout 0 --encoder-layers 6 \
+		--classifier-layers 4 --discriminator-layers 4 --epochs-max 1 b.mpk
 fi
 ok "bad-7.12 no temporaries left" sh -c '! ls ./*.tmp.* ./*/*.tmp.* 2>/dev/null | grep .'
 
