@@ -282,9 +282,22 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
 	sp.eps = 1e-5f;
 	if (method && obj_get(a, "method")) *method = get_str(r, a, "method");
 
-	Mlp *m = mlp_new(&sp, 0);
 	const msgpack_object *ts = need(r, p, "tensors", "params");
 	if (ts->type != MSGPACK_OBJECT_MAP) sr_fail(r, "params: tensors is not a map");
+	/* checked before allocated: the weight matrices the architecture declares must
+	 * fit in the bytes the tensors hold (a forged arch must not allocate terabytes) */
+	uint64_t need_b = 0, have_b = 0;
+	for (int i = 0, prev = sp.in; i < sp.nlayers; prev = sp.widths[i], i++)
+		need_b += (uint64_t)prev * (uint64_t)sp.widths[i] * sizeof(float);
+	for (uint32_t i = 0; i < ts->via.map.size; i++) {
+		const msgpack_object *v = &ts->via.map.ptr[i].val;
+		const msgpack_object *d = v->type == MSGPACK_OBJECT_MAP ? obj_get(v, "data") : NULL;
+		if (d && d->type == MSGPACK_OBJECT_BIN) have_b += d->via.bin.size;
+	}
+	if (need_b > have_b)
+		sr_fail(r, "params: the architecture needs %llu bytes of weights, the tensors hold %llu",
+		        (unsigned long long)need_b, (unsigned long long)have_b);
+	Mlp *m = mlp_new(&sp, 0);
 	int nt = mlp_ntensors(m);
 	for (int i = 0; i < nt; i++) {
 		int ndim;
