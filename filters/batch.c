@@ -21,7 +21,10 @@
  * unsupervised: target labels never reach a batch (yt = -1) and no target validation
  * is sent unless --val-fraction is given.
  *
- * Batches. steps_per_epoch = max(1, floor(source-train / batch-size)); the source is
+ * Batches. steps_per_epoch = max(1, floor(source-train / batch-size)), raised in
+ * supervised runs to ceil(labelled-train / labelled rows per batch) when the labelled
+ * target is the larger (so a target-only model sees every labelled row each epoch
+ * however small the source); the source is
  * reshuffled every epoch (or drawn class-balanced with --balance-classes); target rows
  * are drawn from reshuffled permutations cycled across epochs, so a small target is
  * oversampled. In supervised mode a target batch holds half labelled and half
@@ -803,6 +806,8 @@ int main(int argc, char **argv)
 		nu_b = (int)opt.target_batch_size;
 	}
 	int bt = nl_b + nu_b;
+	/* every labelled target row at least once per epoch (target-only with a small source) */
+	if (nl_b > 0 && (n_l + nl_b - 1) / nl_b > steps) steps = (n_l + nl_b - 1) / nl_b;
 	info("%ld epochs x %ld steps; %d source + %d target rows per batch (%d labelled, %d unlabelled); %s",
 	     opt.epochs, steps, bs, bt, nl_b, nu_b, opt.supervised ? "supervised" : "unsupervised");
 

@@ -9,7 +9,10 @@ awk -v n=150 -v noise=0.1 -v deg=0 -v s=1 -v p=s -f "$ROOT/tests/moons.awk" > so
 awk -v n=150 -v noise=0.1 -v deg=35 -v s=2 -v p=t -f "$ROOT/tests/moons.awk" > target.csv
 normalize --quiet --label-column label --domain source source.csv > s.mpk
 normalize --quiet --label-column label --domain target target.csv > t.mpk
-batch --quiet --source s.mpk --target t.mpk --epochs 100 --batch-size 32 --seed 1 --test-fraction 0 > b100.mpk
+for sd in 1 2 3; do
+	batch --quiet --source s.mpk --target t.mpk --epochs 100 --batch-size 32 --seed $sd --test-fraction 0 > b100-$sd.mpk
+done
+cp b100-1.mpk b100.mpk
 batch --quiet --source s.mpk --target t.mpk --epochs 6 --batch-size 32 --seed 1 > b6.mpk
 
 # accuracy of MODEL on the whole target (its labels never reached training)
@@ -19,18 +22,32 @@ target_acc() {
 }
 
 # ---- train-1: rotated two moons (35 degrees), unsupervised ----
+# One fixed setting for every seed: Ganin's adaptation-weight ramp (weight 1), the model
+# kept by information maximisation on the unlabelled target rows (no target label
+# chooses it), 100 epochs. Measured over seeds 1-5: DANN 0.98 0.98 0.99 0.99 0.96,
+# source-only 0.71-0.77 (with --select last and a constant weight DANN was 0.80-0.96).
+# Acceptance: DANN >= 0.95 for each of seeds 1, 2, 3, source-only at least 0.1 lower.
 enc="encode --stage --layers 32,32 --norm none --dropout 0"
-for m in source-only dann wgan-gp; do
-	run "train-1.$m" 0 train-step --quiet --method "$m" --out "$m.mpk" --metrics "$m.csv" --lr 1e-2 \
-		--encoder "$enc" --classifier-layers 32 --discriminator-layers 32,32 --select last --seed 1 b100.mpk
+adv="--weight-schedule ganin --select im --patience 1000"
+for sd in 1 2 3; do
+	run "train-1.source-only-$sd" 0 train-step --quiet --method source-only --out "source-only-$sd.mpk" --lr 1e-2 \
+		--encoder "$enc" --classifier-layers 32 --select last --seed $sd b100-$sd.mpk
+	run "train-1.dann-$sd" 0 train-step --quiet --method dann --out "dann-$sd.mpk" --metrics "dann-$sd.csv" --lr 1e-2 \
+		--encoder "$enc" --classifier-layers 32 --discriminator-layers 32,32 $adv --seed $sd b100-$sd.mpk
+	so=$(target_acc "source-only-$sd.mpk")
+	da=$(target_acc "dann-$sd.mpk")
+	echo "two-moons seed $sd target accuracy: source-only $so, dann $da"
+	if awk -v d="$da" 'BEGIN { exit !(d >= 0.95) }'; then pass "train-1.dann-reaches-0.95-seed-$sd ($da)"; else fail "train-1.dann-reaches-0.95-seed-$sd" "dann target accuracy $da"; fi
+	if awk -v d="$da" -v s="$so" 'BEGIN { exit !(s <= d - 0.1) }'; then pass "train-1.source-only-lower-seed-$sd ($so)"; else fail "train-1.source-only-lower-seed-$sd" "source-only $so vs dann $da"; fi
 done
-so=$(target_acc source-only.mpk)
-da=$(target_acc dann.mpk)
+cp dann-1.mpk dann.mpk
+cp dann-1.csv dann.csv
+run "train-1.wgan-gp" 0 train-step --quiet --method wgan-gp --out wgan-gp.mpk --metrics wgan-gp.csv --lr 1e-2 \
+	--encoder "$enc" --classifier-layers 32 --discriminator-layers 32,32 $adv --seed 1 b100.mpk
 wg=$(target_acc wgan-gp.mpk)
-echo "two-moons target accuracy: source-only $so, dann $da, wgan-gp $wg"
-if awk -v d="$da" 'BEGIN { exit !(d >= 0.95) }'; then pass "train-1.dann-reaches-0.95 ($da)"; else fail "train-1.dann-reaches-0.95" "dann target accuracy $da"; fi
-if awk -v d="$da" -v s="$so" 'BEGIN { exit !(s <= d - 0.1) }'; then pass "train-1.source-only-lower ($so)"; else fail "train-1.source-only-lower" "source-only $so vs dann $da"; fi
+echo "two-moons seed 1 target accuracy: wgan-gp $wg"
 if awk -v w="$wg" 'BEGIN { exit !(w > 0.5) }'; then pass "train-1.wgan-gp-learns ($wg)"; else fail "train-1.wgan-gp-learns" "wgan-gp $wg"; fi
+ok "train-1.im-selected" sh -c 'normalize --show header dann.mpk | grep -q "\"select\": \"im\""'
 ok "train-1.metrics-columns" grep -q '^epoch,class_loss,domain_loss,source_acc,train_acc,val_acc,domain_acc,critic_gap,lambda,lr,seconds,target_val_acc,source_val_acc,entropy,im,snd,dev,reverse_acc$' dann.csv
 ok "train-1.metrics-rows" test "$(wc -l < dann.csv)" -eq 101
 ok "train-1.critic-gap-column" sh -c "tail -n 1 wgan-gp.csv | awk -F, '\$8 != \"\" && \$7 == \"\" { ok = 1 } END { exit !ok }'"
@@ -39,7 +56,7 @@ ok "train-1.bundle-config" sh -c 'normalize --show header dann.mpk | grep -q "\"
 ok "train-1.bundle-preprocessing" sh -c 'normalize --show header dann.mpk | grep -q "\"preprocessing\""'
 # same input and seed, same model
 run "train-1.again" 0 train-step --quiet --method dann --out dann2.mpk --lr 1e-2 \
-	--encoder "$enc" --classifier-layers 32 --discriminator-layers 32,32 --select last --seed 1 b100.mpk
+	--encoder "$enc" --classifier-layers 32 --discriminator-layers 32,32 $adv --seed 1 b100.mpk
 ok "train-1.deterministic" cmp dann.mpk dann2.mpk
 
 # ---- train-2: inference pipeline on raw CSV ----
