@@ -9,7 +9,8 @@
 # harness). Seeds come from tests/fuzz/corpus/<harness>/ (committed, read only); what
 # the fuzzer learns goes to tests/fuzz/corpus-work/<harness>/ (ignored by git), crash
 # inputs to $FUZZ_BUILD/crash-<harness>-*; tests/fuzz/<harness>.flags holds extra
-# libFuzzer flags for one harness, tests/fuzz/<harness>.dict its dictionary. Prints one line per harness:
+# libFuzzer flags for one harness, tests/fuzz/<harness>.dict its dictionary,
+# tests/fuzz/<harness>.ldflags extra linker flags (e.g. another --wrap). Prints one line per harness:
 #   PASS fuzz_stream: 812345 runs in 60 s (13539/s), 0 crashes
 # Environment: FUZZ_BUILD (default build-fuzz), FUZZ_CC (default clang),
 # FUZZ_FLAGS (extra libFuzzer flags, e.g. "-jobs=2"), FUZZ_CFLAGS (extra compiler
@@ -57,7 +58,10 @@ for name in "$@"; do
 	[ -f "$src" ] || { echo "FAIL $name: no $src"; status=1; continue; }
 	exe="$build/$name"
 	# shellcheck disable=SC2086
-	if ! $cc $cflags -fsanitize=fuzzer "$src" $objs -o "$exe" $wrap $libs; then
+	ldextra=""
+	[ -f "tests/fuzz/$name.ldflags" ] && ldextra=$(grep -v '^#' "tests/fuzz/$name.ldflags")
+	# shellcheck disable=SC2086
+	if ! $cc $cflags -fsanitize=fuzzer "$src" $objs -o "$exe" $wrap $ldextra $libs; then
 		echo "FAIL $name: does not build"
 		status=1
 		continue
@@ -76,7 +80,7 @@ for name in "$@"; do
 	# shellcheck disable=SC2086
 	leaks=1
 	case "$flags" in *-detect_leaks=0*) leaks=0 ;; esac
-	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=$leaks} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+	OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=$leaks} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
 	"$exe" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
 		-print_final_stats=1 -artifact_prefix="$build/crash-$name-" $dict $flags ${FUZZ_FLAGS:-} \
 		"$work" $seeds >"$log" 2>&1 && rc=0 || rc=$?
