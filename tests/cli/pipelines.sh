@@ -104,8 +104,8 @@ acc_of() {
 run "pipelines-2.2 adapt source-only" 0 sh "$P/adapt" --prepared "$PREP" --method source-only \
 	--epochs 15 --train-opts '--lr 1e-3' --seed 1 --quiet --out "$TMP/so"
 check_run "pipelines-2.2 source-only" "$TMP/so"
-ok "pipelines-2.2 unsupervised: no labelled target, selected on source" sh -c \
-	"! grep -q ',labelled-train$' '$TMP/so/predictions.csv' && ! grep -q ',validation$' '$TMP/so/predictions.csv' && grep -q -- '--select source-val' '$TMP/so/commands.sh'"
+ok "pipelines-2.2 unsupervised: no labelled target, selected by information maximisation" sh -c \
+	"! grep -q ',labelled-train$' '$TMP/so/predictions.csv' && ! grep -q ',validation$' '$TMP/so/predictions.csv' && grep -q -- '--select im' '$TMP/so/commands.sh'"
 
 run "pipelines-2.3 adapt target-only, all target training rows labelled" 0 sh "$P/adapt" --prepared "$PREP" \
 	--method target-only --labeled-fraction 1 --epochs 10 --train-opts '--lr 1e-3' --seed 1 --quiet --out "$TMP/wg"
@@ -115,11 +115,13 @@ grep ',test$' "$TMP/so/split.csv" | sort >"$TMP/t1"
 grep ',test$' "$TMP/wg/split.csv" | sort >"$TMP/t2"
 ok "pipelines-2.3 same test split as source-only" cmp "$TMP/t1" "$TMP/t2"
 
-# accuracy floors, measured on the samples: source-only after 15 epochs with the
-# target standardised on its own statistics (adapt's default) 0.75 (seeds 1, 2, 3: 0.75, 0.76, 0.75); target-only
-# with the whole labelled target training split, 10 epochs, 0.4-0.6
-SO_FLOOR=${PIPELINES_SO_FLOOR:-0.55}
-TO_FLOOR=${PIPELINES_TO_FLOOR:-0.3}
+# accuracy floors, measured on the samples (gen-samples --seed 1, OPENBLAS_NUM_THREADS=1):
+# source-only after 15 epochs, target standardised on its own statistics (adapt's
+# default), model kept by information maximisation: 0.72; target-only with the whole
+# labelled target training split, 10 epochs: 0.85. The target-only floor is above what
+# source-only reaches.
+SO_FLOOR=${PIPELINES_SO_FLOOR:-0.5}
+TO_FLOOR=${PIPELINES_TO_FLOOR:-0.75}
 a_so=$(acc_of "$TMP/so")
 a_wg=$(acc_of "$TMP/wg")
 echo "# test accuracy: source-only $a_so (floor $SO_FLOOR), target-only $a_wg (floor $TO_FLOOR)"
@@ -134,8 +136,8 @@ else
 	fail "pipelines-2.4 source-only above its floor" "accuracy $a_so, floor $SO_FLOOR"
 fi
 ok "pipelines-2.4 target scaling own" grep -q '^own$' "$PREP/target-scaling.txt"
-ok "pipelines-2.4 report names the data that chose the model" grep -q 'model chosen on: source-val: .*no target label was used' "$TMP/so/report.md"
-ok "pipelines-2.4 scores.csv" sh -c "sed -n 2p '$TMP/so/scores.csv' | grep -q '^[0-9]*,source-val,'"
+ok "pipelines-2.4 report names the data that chose the model" grep -q 'model chosen on: im: .*no target label was used' "$TMP/so/report.md"
+ok "pipelines-2.4 scores.csv" sh -c "sed -n 2p '$TMP/so/scores.csv' | grep -q '^[0-9]*,im,'"
 
 # pipelines/predict on the raw target table: the same predictions as adapt's
 # (the target's own z-score statistics, PREP/target-stats.mpk, come after the bundle's)
@@ -149,6 +151,24 @@ run "pipelines-2.6 predict with labels" 0 sh "$P/predict" --model "$TMP/wg/model
 	--labels "$S/gtex_labels.csv" --label-column tissue --out "$TMP/pred2.csv" "$S/gtex.gct.gz"
 err_has "accuracy"
 ok "pipelines-2.6 label column" sh -c "head -n 1 '$TMP/pred2.csv' | grep -q ',label\$'"
+# the target's own scaling in pipelines/predict: --target-stats (the saved statistics)
+# reproduces adapt's predictions; --own-scaling fits them on the table itself (here the
+# same 500 rows adapt fitted on, so the same predictions); without either the target
+# gets only the source statistics and the predictions differ
+run "pipelines-2.11 predict --target-stats" 0 sh "$P/predict" --quiet --model "$TMP/wg/model.mpk" --pre --log2 \
+	--target-stats "$PREP/target-stats.mpk" --out "$TMP/pred3.csv" "$S/gtex.gct.gz"
+sort "$TMP/pred3.csv" >"$TMP/c.csv"
+ok "pipelines-2.11 same predictions as adapt" cmp "$TMP/a.csv" "$TMP/c.csv"
+run "pipelines-2.12 predict --own-scaling" 0 sh "$P/predict" --quiet --model "$TMP/wg/model.mpk" --pre --log2 \
+	--own-scaling --out "$TMP/pred4.csv" "$S/gtex.gct.gz"
+ok "pipelines-2.12 same classes as adapt" sh -c "cut -d, -f1,2 '$TMP/a.csv' > '$TMP/a2'; sort '$TMP/pred4.csv' | cut -d, -f1,2 > '$TMP/d2'; cmp '$TMP/a2' '$TMP/d2'"
+ok "pipelines-2.12 without own scaling the predictions differ" sh -c "cut -d, -f1-3 '$TMP/pred2.csv' | sort > '$TMP/e2'; cut -d, -f1-3 '$TMP/a.csv' > '$TMP/a3'; ! cmp -s '$TMP/a3' '$TMP/e2'"
+run "pipelines-2.13 predict both scalings" 2 sh "$P/predict" --model "$TMP/wg/model.mpk" --own-scaling \
+	--target-stats "$PREP/target-stats.mpk" "$S/gtex.gct.gz"
+err_has "predict: give --target-stats or --own-scaling, not both"
+run "pipelines-2.14 predict unreadable target statistics" 1 sh "$P/predict" --model "$TMP/wg/model.mpk" \
+	--target-stats "$TMP/nope.mpk" "$S/gtex.gct.gz"
+err_has "predict: $TMP/nope.mpk: cannot read the target statistics"
 
 # commands.sh re-runs the whole run to the same predictions (same seed, same output)
 cp "$TMP/so/predictions.csv" "$TMP/so-first.csv"
