@@ -35,14 +35,22 @@
 
 #define NCLASS 16
 #define NPROG 8      /* shared biological programs (latent factors) */
+#define NNUIS 6      /* cohort nuisance factors (protocol gene-set effects) */
+#define NMIX 8       /* cohort gene-gene mixing rank */
 /* model constants (samples/README.md gives their role) */
-#define MARK_LO 0.5  /* class marker effect, log2: MARK_LO .. MARK_HI */
-#define MARK_HI 1.5
+#define MARK_LO 2.0  /* class marker effect, log2: MARK_LO .. MARK_HI */
+#define MARK_HI 3.0
 #define MARK_PCT 8   /* markers per class, percent of the marker pool */
 #define PROG_SD 0.5 /* program loading sd, log2 */
+#define PROG_MEAN_SD 1.0 /* class mean of a program's activity (tissue composition) */
+#define LABEL_TEMPER 0.5 /* class proportions follow the cohort weights to this power */
 #define SERIES_SD 0.075 /* ARCHS4-like series effect sd, log2 */
 #define GTEX_TAU 1.0  /* GTEx-like gene-wise shift sd, log2 */
 #define GTEX_FRAC 0.8 /* GTEx-like fraction of genes with a batch effect */
+#define GTEX_NUIS 1.0 /* GTEx-like nuisance factor loading sd, log2 */
+#define GTEX_MIX 1.5   /* GTEx-like gene-gene mixing strength */
+#define NUIS_FRAC 0.3 /* marker genes each nuisance factor acts on */
+#define MIX_FRAC 0.3  /* marker genes read and written by each mixing component */
 
 /* The 16 organ classes that TCGA projects and GTEx tissues both map to
  * (the label mapping of the RNA-seq domain-adaptation study). */
@@ -87,7 +95,13 @@ typedef struct {
 	double q_mean, q_sd;     /* degradation factor */
 	double kappa, knee;      /* nonlinear curve */
 	double miss;             /* fraction of (non-marker) genes absent from the file */
+	double nuis_sd;          /* nuisance factor loading sd, log2 */
+	double prog_sd;          /* log sd of the cohort's program activity scales */
+	double mix;              /* gene-gene mixing strength */
+	double *mixu, *mixv;     /* (G, NMIX) mixing: written to, read from */
 	double *a, *b;           /* per gene shift and scale */
+	double *nload;           /* (G, NNUIS) nuisance loadings */
+	double pscale[NPROG];    /* program activity scales */
 	unsigned char *present;  /* per gene */
 	int *counts;             /* samples per class */
 } Cohort;
@@ -97,6 +111,7 @@ typedef struct {
 	Gene *g;
 	double *delta;           /* (NCLASS, G) class marker effects, log2 */
 	double *load;            /* (G, NPROG) program loadings */
+	double *pmean;           /* (NCLASS, NPROG) class means of the program activities */
 	double shift;
 } Model;
 
@@ -301,6 +316,14 @@ static void build_genes(Model *m, uint64_t seed)
 	}
 	free(pick);
 	free(perm);
+
+	/* tissue composition: each class has its own mean activity of every program */
+	Rng rp;
+	rng_seed2(&rp, seed, 3);
+	m->pmean = xmallocarray((size_t)NCLASS * NPROG, sizeof(double));
+	for (int c = 0; c < NCLASS; c++)
+		for (int k = 0; k < NPROG; k++)
+			m->pmean[(size_t)c * NPROG + k] = PROG_MEAN_SD * rng_normal(&rp);
 }
 
 static void build_cohort(const Model *m, Cohort *co, uint64_t seed)
@@ -322,18 +345,45 @@ static void build_cohort(const Model *m, Cohort *co, uint64_t seed)
 		}
 		co->present[j] = !(um < co->miss && !m->g[j].marker);
 	}
+	/* nuisance factors: factor h acts on the genes of program h mod NPROG (a
+	 * protocol effect on a gene set that also carries class signal) and on a random
+	 * 10% of the other genes, with its own loadings; and a scale per program */
+	co->nload = xcalloc((size_t)G * NNUIS, sizeof(double));
+	for (int j = 0; j < G; j++)
+		for (int h = 0; h < NNUIS; h++) {
+			double u = rng_uniform(&r), z = rng_normal(&r);
+			int on = m->g[j].marker && u < NUIS_FRAC;
+			if (on) co->nload[(size_t)j * NNUIS + h] = S * co->nuis_sd * z;
+		}
+	for (int k = 0; k < NPROG; k++) co->pscale[k] = exp(S * co->prog_sd * rng_normal(&r));
+	/* gene-gene mixing: component k reads a random MIX_FRAC of the genes through
+	 * unit-norm weights v and writes its value into another random MIX_FRAC of the
+	 * genes with weights u ~ N(0, (S mix)^2) */
+	co->mixu = xcalloc((size_t)G * NMIX, sizeof(double));
+	co->mixv = xcalloc((size_t)G * NMIX, sizeof(double));
+	for (int k = 0; k < NMIX; k++) {
+		double nv = 0;
+		for (int j = 0; j < G; j++) {
+			double u1 = rng_uniform(&r), z1 = rng_normal(&r), u2 = rng_uniform(&r), z2 = rng_normal(&r);
+			if (!m->g[j].marker) continue;
+			if (u1 < MIX_FRAC) { co->mixv[(size_t)j * NMIX + k] = z1; nv += z1 * z1; }
+			if (u2 < MIX_FRAC) co->mixu[(size_t)j * NMIX + k] = S * co->mix * z2;
+		}
+		nv = nv > 0 ? 1.0 / sqrt(nv) : 0;
+		for (int j = 0; j < G; j++) co->mixv[(size_t)j * NMIX + k] *= nv;
+	}
 	/* class counts: a floor per class, the rest by the cohort's class weights
 	 * (largest remainder) */
 	co->counts = xcalloc(NCLASS, sizeof(int));
 	int n = co->n;
 	if (n == 0) return;
 	int mn = n / 32 < 10 ? n / 32 : 10;
-	double wsum = 0;
-	for (int c = 0; c < NCLASS; c++) wsum += co->w[c];
+	double wsum = 0, wt[NCLASS];
+	for (int c = 0; c < NCLASS; c++) wsum += wt[c] = pow(co->w[c], LABEL_TEMPER);
 	int rest = n - NCLASS * mn, used = 0;
 	double frac[NCLASS];
 	for (int c = 0; c < NCLASS; c++) {
-		double q = co->w[c] / wsum * rest;
+		double q = wt[c] / wsum * rest;
 		co->counts[c] = mn + (int)floor(q);
 		frac[c] = q - floor(q);
 		used += (int)floor(q);
@@ -355,19 +405,41 @@ static void gen_profile(const Model *m, const Cohort *co, Rng *r, int c, const d
 {
 	int G = m->G;
 	double S = m->shift;
-	double f[NPROG];
-	for (int k = 0; k < NPROG; k++) f[k] = rng_normal(r);
+	double f[NPROG], h[NNUIS];
+	for (int k = 0; k < NPROG; k++)
+		f[k] = co->pscale[k] * (m->pmean[(size_t)c * NPROG + k] + rng_normal(r));
+	for (int k = 0; k < NNUIS; k++) h[k] = rng_normal(r);
 	double q = S * (co->q_mean + co->q_sd * rng_normal(r));
 	double kappa = clampd(S * co->kappa, -0.9, 0.9);
+	/* the true expression x, centred on the baseline, into y */
+	for (int j = 0; j < G; j++) {
+		const Gene *g = &m->g[j];
+		double x = m->delta[(size_t)c * G + j] + g->sd * rng_normal(r);
+		const double *L = &m->load[(size_t)j * NPROG];
+		for (int k = 0; k < NPROG; k++) x += L[k] * f[k];
+		y[j] = x;
+	}
+	/* gene-gene mixing: s_k = sum_j v_jk x_j, added as u_gk s_k */
+	double mixs[NMIX] = { 0 };
+	if (co->mix != 0)
+		for (int j = 0; j < G; j++) {
+			const double *V = &co->mixv[(size_t)j * NMIX];
+			for (int k = 0; k < NMIX; k++) mixs[k] += V[k] * y[j];
+		}
 	double sum = 0;
 	for (int j = 0; j < G; j++) {
 		const Gene *g = &m->g[j];
-		double x = g->base + m->delta[(size_t)c * G + j] + g->sd * rng_normal(r);
-		const double *L = &m->load[(size_t)j * NPROG];
-		for (int k = 0; k < NPROG; k++) x += L[k] * f[k];
+		double x = y[j];
+		if (co->mix != 0) {
+			const double *U = &co->mixu[(size_t)j * NMIX];
+			for (int k = 0; k < NMIX; k++) x += U[k] * mixs[k];
+		}
 		/* cohort measurement: gene-wise affine batch effect around the baseline,
-		 * degradation along the length covariate, series effect, nonlinear curve */
-		double v = g->base + co->a[j] + co->b[j] * (x - g->base) + 0.4 * q * g->len;
+		 * nuisance factors, degradation along the length covariate, series effect,
+		 * nonlinear curve */
+		double v = g->base + co->a[j] + co->b[j] * x + 0.4 * q * g->len;
+		const double *N = &co->nload[(size_t)j * NNUIS];
+		for (int k = 0; k < NNUIS; k++) v += N[k] * h[k];
 		if (extra) v += extra[j];
 		v = v - kappa * log2(1.0 + exp2(v - co->knee));
 		y[j] = v;
@@ -686,13 +758,13 @@ int main(int argc, char **argv)
 	 * reference measurement: no gene-wise batch effect, no curve */
 	Cohort tcga = { .name = "tcga", .n = ntcga, .w = W_TCGA, .rng_stream = 10,
 		.tau = 0, .rho = 0, .frac = 0, .q_mean = 0, .q_sd = 0.15,
-		.kappa = 0, .knee = 6, .miss = 0.01 };
+		.kappa = 0, .knee = 6, .miss = 0.01, .nuis_sd = 0.15, .prog_sd = 0, .mix = 0 };
 	Cohort archs4 = { .name = "archs4", .n = narchs4, .w = W_ARCHS4, .rng_stream = 20,
 		.tau = 0.4, .rho = 0.125, .frac = 0.6, .q_mean = 0.25, .q_sd = 0.25,
-		.kappa = -0.15, .knee = 5, .miss = 0.03 };
+		.kappa = -0.15, .knee = 5, .miss = 0.03, .nuis_sd = 0.3, .prog_sd = 0.2, .mix = 0.5 };
 	Cohort gtex = { .name = "gtex", .n = ngtex, .w = W_GTEX, .rng_stream = 30,
 		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = 0.35,
-		.kappa = 0.2, .knee = 4, .miss = 0.005 };
+		.kappa = 0.2, .knee = 4, .miss = 0.005, .nuis_sd = GTEX_NUIS, .prog_sd = 0.3, .mix = GTEX_MIX };
 	build_cohort(&m, &tcga, seed);
 	build_cohort(&m, &archs4, seed);
 	build_cohort(&m, &gtex, seed);
@@ -708,6 +780,9 @@ int main(int argc, char **argv)
 	Cohort *all[3] = { &tcga, &archs4, &gtex };
 	for (int k = 0; k < 3; k++) {
 		free(all[k]->a);
+		free(all[k]->nload);
+		free(all[k]->mixu);
+		free(all[k]->mixv);
 		free(all[k]->b);
 		free(all[k]->present);
 		free(all[k]->counts);
@@ -715,5 +790,6 @@ int main(int argc, char **argv)
 	free(m.g);
 	free(m.delta);
 	free(m.load);
+	free(m.pmean);
 	return 0;
 }
