@@ -11,12 +11,13 @@
  *                    partly different versions, Description = symbol), TPM values
  *   gtex_labels.csv  sample_id,tissue for the GTEx-like samples
  *   genes.tsv        ensembl_id,symbol of the whole universe (tab-separated)
- * The generative model (class markers, biological programs, cohort batch effects,
- * degradation, nonlinear distortion, label shift) is documented with formulas in
+ * The generative model (class markers, biological programs with class means, cohort
+ * batch effects, gene-gene mixing, nuisance factors, program scales, degradation,
+ * nonlinear distortion, tempered label shift) is documented with formulas in
  * samples/README.md. Same options and --seed give byte-identical files.
  *
- * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1600),
- * --archs4 N (1600), --gtex N (500), --samples N (all three), --shift S (1.0),
+ * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1200),
+ * --archs4 N (1200), --gtex N (500), --samples N (all three), --shift S (1.0),
  * --no-gzip, --markers-out FILE (CSV class,gene,symbol,effect of the planted class
  * markers), --quiet, --help. A cohort size of 0 skips that cohort.
  *
