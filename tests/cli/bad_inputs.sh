@@ -465,14 +465,19 @@ if [ "$MODEL" -eq 1 ]; then
 	ok "bad-7.14 nothing left running" sh -c '! pgrep -x -f "sleep 30" >/dev/null'
 	# a stage that answers init, then stops answering (a Python stage)
 	cat >hang.py <<'PYEOF'
-import sys, msgpack
-u = msgpack.Unpacker(sys.stdin.buffer, raw=False)
-for req in u:
-    if req["type"] != "init":
-        sys.stdin.buffer.read()
+import os, msgpack
+u = msgpack.Unpacker(raw=False)
+while True:
+    b = os.read(0, 65536)
+    if not b:
         break
-    sys.stdout.buffer.write(msgpack.packb({"type": "ok", "out": 1, "nparams": 1}))
-    sys.stdout.buffer.flush()
+    u.feed(b)
+    for req in u:
+        if req["type"] != "init":
+            while os.read(0, 65536):
+                pass
+            raise SystemExit(0)
+        os.write(1, msgpack.packb({"type": "ok", "out": 1, "nparams": 1}))
 PYEOF
 	bad bad-7.15 1 "discriminator stage ($PY hang.py) did not answer request 2 within 5 s (killed)" \
 		train-step --quiet --method dann --out keep.mpk --stage-timeout 5 --discriminator "$PY hang.py" b.mpk
