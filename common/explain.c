@@ -39,6 +39,7 @@ void heat_options_init(HeatOptions *o)
 	o->mode = HEAT_ABS;
 	o->smooth = 1;
 	o->clip = 99;
+	o->max = 0;
 	o->alpha = 0.75;
 	o->scale = 1;
 	o->panel = 0;
@@ -393,7 +394,7 @@ double ig_heatmap(Image *out, const uint8_t *px, const float *attr, int h, int w
 	for (size_t p = 0; p < np; p++) m[p] = fabsf(sm[p]);
 	qsort(m, np, sizeof(float), cmp_float);
 	size_t q = (size_t)llround(o->clip / 100.0 * (double)(np - 1));
-	double scale = m[q < np ? q : np - 1];
+	double scale = o->max > 0 ? o->max : m[q < np ? q : np - 1];
 	if (!(scale > 0)) scale = m[np - 1];
 	if (!(scale > 0)) scale = 1;   /* an all-zero map: the tile unchanged */
 	int S = o->scale, gap = o->panel ? S : 0;

@@ -80,6 +80,7 @@ typedef struct {
 	HeatMode mode;      /* abs: sum_c |attr| (default); signed: sum_c attr */
 	double smooth;      /* Gaussian sigma (px) applied to the map before colouring, default 1 */
 	double clip;        /* percentile of |map| mapped to full colour, default 99 */
+	double max;         /* > 0: this map value at full colour for every tile instead */
 	double alpha;       /* opacity of the colour at full scale, default 0.75 */
 	int scale;          /* integer upscaling (nearest neighbour), default 1 */
 	int panel;          /* 1: the tile and the overlay side by side */
@@ -89,7 +90,8 @@ void heat_options_init(HeatOptions *o);
  * |.| or signed), smoothed and scaled by its clip percentile, coloured and blended
  * over the tile px (h,w,3 bytes). abs: transparent -> yellow -> red; signed: blue
  * (against the class) and red (for it). out is allocated ((h,w) * scale, twice as
- * wide with panel). Returns the map value shown at full colour (the scale). */
+ * wide with panel). Returns the map value shown at full colour (the scale: o->max
+ * if set, else the tile's own clip percentile). */
 double ig_heatmap(Image *out, const uint8_t *px, const float *attr, int h, int w, const HeatOptions *o);
 
 /* ---- the predict --explain driver ---- */

@@ -18,7 +18,7 @@
  *           [--encoder CMD] [--classifier CMD] [--progress] [FILE]
  *           tiles: [--baseline blur] [--blur-sigma 4] [--heatmaps DIR]
  *           [--heatmap-mode abs|signed] [--heatmap-smooth 1] [--heatmap-clip 99]
- *           [--heatmap-alpha 0.75] [--heatmap-scale 1] [--heatmap-panel]
+ *           [--heatmap-max V] [--heatmap-alpha 0.75] [--heatmap-scale 1] [--heatmap-panel]
  *     Integrated Gradients (common/explain.h, docs/EXPLAIN.md) on a PREPARED data
  *     stream (the model's input features, e.g. from normalize --like MODEL.mpk) or,
  *     for an image model (ResNet encoder), an image stream of tiles of its size,
@@ -93,6 +93,9 @@ static _Noreturn void usage(void)
 	       "  --heatmap-smooth S   Gaussian sigma in pixels applied to the map, 0 = none\n"
 	       "                       (default 1)\n"
 	       "  --heatmap-clip P     percentile of |map| shown at full colour, 50..100 (default 99)\n"
+	       "  --heatmap-max V      the map value shown at full colour on every tile, so that\n"
+	       "                       tiles compare (default: each tile's own clip percentile,\n"
+	       "                       listed in DIR/heatmaps.csv as scale)\n"
 	       "  --heatmap-alpha A    opacity of the colour at full scale, 0..1 (default 0.75)\n"
 	       "  --heatmap-scale N    enlarge each PNG N times (nearest neighbour), 1..64 (default 1)\n"
 	       "  --heatmap-panel      the tile and its overlay side by side (default overlay only)\n"
@@ -307,7 +310,7 @@ int main(int argc, char **argv)
 	enum { O_MODEL = 256, O_STAGE, O_LAYERS, O_ACT, O_SLOPE, O_NORM, O_DROPOUT, O_QUIET, O_EVAL, O_JSON, O_FORMAT,
 	       O_EXPLAIN, O_CLASS, O_BASELINE, O_STEPS, O_RULE, O_ATTRIBUTE, O_OUTSTREAM, O_RANKING, O_RANKBY,
 	       O_TOP, O_COMPLETENESS, O_BATCHROWS, O_ENCODER, O_CLASSIFIER, O_PROGRESS,
-	       O_BLURSIGMA, O_HEATMAPS, O_HMODE, O_HSMOOTH, O_HCLIP, O_HALPHA, O_HSCALE, O_HPANEL };
+	       O_BLURSIGMA, O_HEATMAPS, O_HMODE, O_HSMOOTH, O_HCLIP, O_HALPHA, O_HSCALE, O_HPANEL, O_HMAX };
 	static const struct option opts[] = {
 		{ "model", required_argument, 0, O_MODEL }, { "stage", no_argument, 0, O_STAGE },
 		{ "layers", required_argument, 0, O_LAYERS }, { "act", required_argument, 0, O_ACT },
@@ -327,6 +330,7 @@ int main(int argc, char **argv)
 		{ "heatmap-mode", required_argument, 0, O_HMODE }, { "heatmap-smooth", required_argument, 0, O_HSMOOTH },
 		{ "heatmap-clip", required_argument, 0, O_HCLIP }, { "heatmap-alpha", required_argument, 0, O_HALPHA },
 		{ "heatmap-scale", required_argument, 0, O_HSCALE }, { "heatmap-panel", no_argument, 0, O_HPANEL },
+		{ "heatmap-max", required_argument, 0, O_HMAX },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	Stage s;
@@ -427,6 +431,7 @@ int main(int argc, char **argv)
 		case O_HALPHA: ex.heat.alpha = parse_double("--heatmap-alpha", optarg, 0, 1); heatopt = explainopt = 1; break;
 		case O_HSCALE: ex.heat.scale = (int)parse_long("--heatmap-scale", optarg, 1, 64); heatopt = explainopt = 1; break;
 		case O_HPANEL: ex.heat.panel = 1; heatopt = explainopt = 1; break;
+		case O_HMAX: ex.heat.max = parse_double("--heatmap-max", optarg, 1e-30, 1e30); heatopt = explainopt = 1; break;
 		case 'h': usage();
 		case ':': usage_error("%s: needs a value", argv[optind - 1]);
 		default: usage_error("unknown option %s", argv[optind - 1]);
@@ -444,8 +449,8 @@ int main(int argc, char **argv)
 		if (argc - optind > 1) usage_error("at most one input file");
 		if (ex.rank_abs && !ex.ranking) usage_error("--rank-by needs --ranking FILE");
 		if (ex.top && !ex.ranking) usage_error("--top needs --ranking FILE");
-		if (heatopt && !ex.heatmaps) usage_error("--heatmap-mode, --heatmap-smooth, --heatmap-clip, --heatmap-alpha, "
-		                                         "--heatmap-scale and --heatmap-panel need --heatmaps DIR");
+		if (heatopt && !ex.heatmaps) usage_error("--heatmap-mode, --heatmap-smooth, --heatmap-clip, --heatmap-max, "
+		                                         "--heatmap-alpha, --heatmap-scale and --heatmap-panel need --heatmaps DIR");
 		if (blursigma && ex.baseline && strcmp(ex.baseline, "blur") != 0) usage_error("--blur-sigma needs --baseline blur");
 		progress_setup(progress_flag, quiet);
 		ex.model = model;

@@ -306,6 +306,9 @@ err_has "i16.mpk: 16x16 tiles, the model im.mpk takes 24x24"
 run "explain-7.panel-scale" 0 predict --explain --model im.mpk --steps 20 --heatmaps hp --heatmap-panel --heatmap-scale 3 \
 	--heatmap-mode signed i24.mpk
 if [ "$(pngsize hp/*.png | sort -u)" = "147 72" ]; then pass "explain-7.panel-size"; else fail "explain-7.panel-size" "$(pngsize hp/*.png | sort -u | head -3)"; fi
+# one scale for every tile: the index lists it
+run "explain-7.heatmap-max" 0 predict --explain --model im.mpk --steps 20 --heatmaps hmax --heatmap-max 0.01 i24.mpk
+ok "explain-7.heatmap-max-index" awk -F, 'NR > 1 && $5 != 0.01 { exit 1 }' hmax/heatmaps.csv
 ok "explain-7.deterministic" sh -c 'predict --quiet --explain --model im.mpk --steps 20 --heatmaps hq i24.mpk > q1 &&
 	predict --quiet --explain --model im.mpk --steps 20 --heatmaps hr i24.mpk > q2 && cmp q1 q2 &&
 	for f in hq/*.png; do cmp "$f" "hr/${f#hq/}" || exit 1; done'
