@@ -929,10 +929,12 @@ int main(int argc, char **argv)
 	for (long e = 0; e < opt.epochs; e++) {
 		if (!opt.balance) rng_shuffle_int(&epoch_rng, s_train, n_s);
 		for (long s = 0; s < steps; s++) {
-			if (!opt.balance && !src.img) {
+			/* steps raised for the labelled target cycle the source: past the end of
+			 * this epoch's permutation, rows are taken from its start again */
+			if (!opt.balance && !src.img && (s + 1) * bs <= n_s) {
 				/* spilled rows: ask for the next step's rows now, read this step's in
 				 * file order (in memory both are plain copies) */
-				if (s + 1 < steps) rows_prefetch(&src.rs, s_train + (s + 1) * bs, bs);
+				if (s + 1 < steps && (s + 2) * bs <= n_s) rows_prefetch(&src.rs, s_train + (s + 1) * bs, bs);
 				rows_gather(&src.rs, s_train + s * bs, bs, xs);
 				for (int k = 0; k < bs; k++) ys[k] = src.cls[s_train[s * bs + k]];
 			} else for (int k = 0; k < bs; k++) {
@@ -941,7 +943,7 @@ int main(int argc, char **argv)
 					if (k % npresent == 0) rng_shuffle_int(&order_rng, present, npresent);
 					r = cycler_next(&bycls[present[k % npresent]]);
 				} else {
-					r = s_train[s * bs + k];
+					r = s_train[(s * bs + k) % n_s];
 				}
 				gather(xs, ys, &src, r, src.cls[r], k);
 			}
