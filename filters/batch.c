@@ -735,6 +735,7 @@ int main(int argc, char **argv)
 		/* pixel names in the row order (H,W,3) */
 		static const char rgb[3] = { 'r', 'g', 'b' };
 		out.nfeat = row_width(&src);
+		free(out.features);  /* header_init's empty list */
 		out.features = xmallocarray((size_t)out.nfeat, sizeof(char *));
 		for (int i = 0; i < out.nfeat; i++)
 			out.features[i] = xasprintf("%c%d_%d", rgb[i % 3], i / 3 / src.tw, i / 3 % src.tw);
