@@ -9,7 +9,7 @@
 #   BIN=bin sh tests/bench.sh [OUT.md]     (default OUT: BENCHMARKS.md)
 # Environment: see the two scripts (STEPS, GENES, SOURCE, TARGET, THREADS, ROWS, COLS);
 # BEFORE_BIN=DIR (and BEFORE_NAME=text) also times the train-step of an older build in
-# DIR, in the same run, for a before/after table.
+# DIR, interleaved with this build's runs, for a before/after table.
 set -eu
 : "${BIN:=bin}"
 OUT=${1:-BENCHMARKS.md}
@@ -32,10 +32,6 @@ echo "bench: train-step (a few minutes)" >&2
 BIN=$BIN sh "$HERE/bench_train.sh" >"$TMP/train.md"
 echo "bench: normalize" >&2
 BIN=$BIN sh "$HERE/bench_normalize.sh" >"$TMP/norm.md"
-if [ -n "${BEFORE_BIN:-}" ]; then
-	echo "bench: train-step of $BEFORE_BIN (before)" >&2
-	NO_TORCH=1 NO_SHM_TABLE=1 BIN=$BEFORE_BIN sh "$HERE/bench_train.sh" >"$TMP/before.md"
-fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
@@ -72,15 +68,6 @@ PV=$(/usr/bin/python3 -c 'import pandas; print(pandas.__version__)' 2>/dev/null 
 	echo
 	cat "$TMP/train.md"
 	echo
-	if [ -n "${BEFORE_BIN:-}" ]; then
-		echo "## Before: ${BEFORE_NAME:-$BEFORE_BIN}"
-		echo
-		echo "The same runs (after the ones above, same data and steps) with the train-step, encode,"
-		echo "predict and discriminate of $BEFORE_BIN:"
-		echo
-		sed -n '/^| method/,$p' "$TMP/before.md"
-		echo
-	fi
 	echo "## normalize"
 	echo
 	cat "$TMP/norm.md"

@@ -6,10 +6,12 @@
 #   BIN=bin sh tests/bench_train.sh
 # Environment: GENES (20000), SOURCE (5000), TARGET (1000), STEPS (20: steps timed per
 # run; the batch stream is cut to that many steps), THREADS (the number of cores),
-# KEEP=1 keeps the temporary folder, NO_TORCH=1 skips PyTorch, NO_SHM_TABLE=1 skips the
-# shared memory / pipes comparison (both for measuring an older build).
+# REPS (3: dapipe runs per figure, the median is shown), BEFORE_BIN=DIR (and BEFORE_NAME)
+# times the train-step of an older build too, interleaved run by run, for a before/after
+# table; KEEP=1 keeps the temporary folder, NO_TORCH=1 skips PyTorch, NO_SHM_TABLE=1
+# skips the shared memory / pipes comparison.
 # What is measured:
-#   ms/step     train-step's own mean step time (its "ms/step" line: from the batch
+#   ms/step     train-step's own mean step time (median over REPS runs) (its "ms/step" line: from the batch
 #               parsed to the encoder's backward sent, including waiting for the
 #               previous backward); PyTorch: the same span (forward, losses, backward,
 #               optimiser steps) in tests/torch_bench.py.
@@ -17,7 +19,8 @@
 #               gradient, 2*B*in*out without (the encoder's first layer), over the
 #               encoder, classifier and domain head (the WGAN-GP penalty's extra
 #               passes are not counted), divided by ms/step.
-#   roofline    GFLOP/s / the cblas_sgemm peak measured below in this run.
+#   roofline    GFLOP/s / the cblas_sgemm peak measured in this run (2048^3, the better
+#               of a measurement before and one after the training runs).
 #   transport   with DAPIPE_STAGE_STATS=1 train-step reports, per stage, the time
 #               spent packing and sending requests plus the stage's time decoding
 #               them; its sum over the stages as a share of the run's time.
@@ -141,7 +144,8 @@ BLAS_DIR=$(echo "$BLAS_LIBS" | tr ' ' '\n' | sed -n 's/^-L//p' | head -n 1)
 # shellcheck disable=SC2086
 ${CC:-cc} -O2 $BLAS_CFLAGS "$TMP/sgemm.c" -o "$TMP/sgemm" $BLAS_LIBS ${BLAS_DIR:+-Wl,-rpath,$BLAS_DIR}
 export OPENBLAS_NUM_THREADS="$THREADS"
-PEAK=$("$TMP/sgemm" 2048 2048 2048 0 0)
+PEAK0=$("$TMP/sgemm" 2048 2048 2048 0 0)
+PEAK=$PEAK0
 FWD64=$("$TMP/sgemm" 64 256 "$GENES" 0 1)
 DW64=$("$TMP/sgemm" 256 "$GENES" 64 1 0)
 FWD256=$("$TMP/sgemm" 256 256 "$GENES" 0 1)
@@ -165,60 +169,103 @@ flops() {
 		printf "%.0f", enc + cls + dis }'
 }
 
+# ts NAME BINDIR [VAR=VALUE...]: one train-step run (DANN or $M, batch $B) with stats;
+# appends its ms/step to $TMP/NAME.ms and its transport share to $TMP/NAME.tr
+ts() {
+	name=$1
+	dir=$2
+	shift 2
+	measure "$name" env DAPIPE_STAGE_STATS=1 "$@" "$dir/train-step" --method "$M" --out "$TMP/m.mpk" "$TMP/b$B.mpk"
+	sed -n 's/.*(\([0-9.]*\) ms\/step).*/\1/p' "$TMP/$name.err" >>"$TMP/$name.ms"
+	awk '/: stage .*transport/ { for (i = 1; i <= NF; i++) if ($i == "transport") { s += $(i + 1); tot = $(i + 6) } }
+		END { if (tot > 0) printf "%.1f\n", 100 * s / tot }' "$TMP/$name.err" >>"$TMP/$name.tr"
+}
+# median of the numbers in FILE ("n/a" when none)
+median() {
+	sort -n "$1" | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+REPS=${REPS:-3}
+
 echo "train-step: $GENES genes, $SOURCE source + $TARGET target samples (synthetic, 4 classes), the"
 echo "published architecture (encoder 3 x (Linear 256, ReLU, BatchNorm, Dropout 0.5),"
 echo "classifier 128-64-4, domain head 256-128-64-1), Adam; $STEPS steps per run, $THREADS threads"
-echo "(OPENBLAS_NUM_THREADS for every stage, torch.set_num_threads for PyTorch)."
-echo
-echo "cblas_sgemm, same run: ${PEAK} GFLOP/s at 2048^3 (the peak below); the step's"
-echo "shapes: x W^T (64 x $GENES x 256) ${FWD64}, dW (256 x 64 x $GENES) ${DW64},"
-echo "(256 x $GENES x 256) ${FWD256}, dW (256 x 256 x $GENES) ${DW256} GFLOP/s."
+echo "(OPENBLAS_NUM_THREADS for every stage, torch.set_num_threads for PyTorch). dapipe figures are"
+echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch runs once."
 echo
 echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-for m in dann wgan-gp; do
-	for b in 32 128; do
-		measure "ts-$m-$b" env DAPIPE_STAGE_STATS=1 "$BIN/train-step" --method "$m" --out "$TMP/m.mpk" "$TMP/b$b.mpk"
-		E="$TMP/ts-$m-$b.err"
-		MS=$(sed -n 's/.*(\([0-9.]*\) ms\/step).*/\1/p' "$E")
-		ACC=$(sed -n 's/.*score \([0-9.]*\)).*/\1/p' "$E")
-		TR=$(awk '/: stage .*transport/ { for (i = 1; i <= NF; i++) if ($i == "transport") { s += $(i + 1); tot = $(i + 6) } }
-			END { if (tot > 0) printf "%.1f", 100 * s / tot; else printf "n/a" }' "$E")
-		RSSD=$RSS
-		FL=$(flops "$m" "$b" "$b")
+: >"$TMP/rows.md"
+: >"$TMP/before.md"
+for M in dann wgan-gp; do
+	for B in 32 128; do
+		r=0
+		while [ "$r" -lt "$REPS" ]; do
+			ts "ts-$M-$B" "$BIN"
+			RSSD=$RSS
+			[ -z "${BEFORE_BIN:-}" ] || ts "bf-$M-$B" "$BEFORE_BIN"
+			r=$((r + 1))
+		done
+		MS=$(median "$TMP/ts-$M-$B.ms")
+		TR=$(median "$TMP/ts-$M-$B.tr")
+		ACC=$(sed -n 's/.*score \([0-9.]*\)).*/\1/p' "$TMP/ts-$M-$B.err")
+		FL=$(flops "$M" "$B" "$B")
 		if [ -n "$TORCH" ]; then
-			measure "pt-$m-$b" "$TORCH" "$HERE/torch_bench.py" --method "$m" --threads "$THREADS" "$TMP/b$b.mpk"
-			PT=$(sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' "$TMP/pt-$m-$b.out")
-			PACC=$(sed -n 's/.*val_acc=\([0-9.a-z]*\).*/\1/p' "$TMP/pt-$m-$b.out")
+			measure "pt-$M-$B" "$TORCH" "$HERE/torch_bench.py" --method "$M" --threads "$THREADS" "$TMP/b$B.mpk"
+			PT=$(sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' "$TMP/pt-$M-$B.out")
+			PACC=$(sed -n 's/.*val_acc=\([0-9.a-z]*\).*/\1/p' "$TMP/pt-$M-$B.out")
 			PRSS=$RSS
 		else
 			PT=; PACC=; PRSS=
 		fi
-		awk -v m="$m" -v b="$b" -v ms="$MS" -v fl="$FL" -v pk="$PEAK" -v tr="$TR" -v rss="$RSSD" -v acc="$ACC" \
-		    -v pt="$PT" -v pacc="$PACC" -v prss="$PRSS" -v why="$TORCH_WHY" 'BEGIN {
-			n = 2 * b
-			g = fl / (ms / 1000) / 1e9
-			printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.0f %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, tr, rss, acc
-			if (pt != "") printf " %.1f | %.0f | %s | %s | %.2fx |\n", pt, n / (pt / 1000), prss, pacc, pt / ms
-			else printf " %s | | | | |\n", why }'
+		echo "$M $B $MS $FL $TR $RSSD $ACC ${PT:--} ${PACC:--} ${PRSS:--}" >>"$TMP/rows.md"
+		[ -z "${BEFORE_BIN:-}" ] || echo "$M $B $(median "$TMP/bf-$M-$B.ms") $MS" >>"$TMP/before.md"
 	done
 done
-[ "${NO_SHM_TABLE:-0}" = 1 ] && exit 0
-# the same DANN runs with DAPIPE_SHM=0: the tensors through the pipes
+# the peak: the better of a measurement before and one after the training runs
+PEAK1=$("$TMP/sgemm" 2048 2048 2048 0 0)
+PEAK=$(awk -v a="$PEAK" -v b="$PEAK1" 'BEGIN { print (a > b ? a : b) }')
+while read -r m b ms fl tr rss acc pt pacc prss; do
+	awk -v m="$m" -v b="$b" -v ms="$ms" -v fl="$fl" -v pk="$PEAK" -v tr="$tr" -v rss="$rss" -v acc="$acc" \
+	    -v pt="$pt" -v pacc="$pacc" -v prss="$prss" -v why="$TORCH_WHY" 'BEGIN {
+		n = 2 * b
+		g = fl / (ms / 1000) / 1e9
+		printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.0f %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, tr, rss, acc
+		if (pt != "-") printf " %.1f | %.0f | %s | %s | %.2fx |\n", pt, n / (pt / 1000), prss, pacc, pt / ms
+		else printf " %s | | | | |\n", why }'
+done <"$TMP/rows.md"
 echo
-echo "Transport, DANN, shared memory (default) against pipes only (DAPIPE_SHM=0):"
+echo "cblas_sgemm in the same run (best of a 1 s loop, OPENBLAS_NUM_THREADS=$THREADS): 2048^3"
+echo "${PEAK0} GFLOP/s before the training runs, ${PEAK1} after; the peak above is the better"
+echo "of the two. At the step's shapes: x W^T (64 x $GENES x 256) ${FWD64}, dW (256 x 64 x $GENES)"
+echo "${DW64}, x W^T (256 x $GENES x 256) ${FWD256}, dW (256 x 256 x $GENES) ${DW256} GFLOP/s."
+if [ -n "${BEFORE_BIN:-}" ]; then
+	echo
+	echo "Before / after: ${BEFORE_NAME:-$BEFORE_BIN} against this build, median ms/step of $REPS interleaved runs each:"
+	echo
+	echo "| method | batch | before ms/step | after ms/step | speed-up |"
+	echo "|---|---|---|---|---|"
+	while read -r m b bms ams; do
+		awk -v m="$m" -v b="$b" -v x="$bms" -v y="$ams" 'BEGIN { printf "| %s | %d+%d | %.1f | %.1f | %.2fx |\n", m, b, b, x, y, x / y }'
+	done <"$TMP/before.md"
+fi
+[ "${NO_SHM_TABLE:-0}" = 1 ] && exit 0
+# the same DANN runs with DAPIPE_SHM=0: the tensors through the pipes, interleaved
+echo
+echo "Transport, DANN: shared memory (default) against pipes only (DAPIPE_SHM=0), medians of $REPS"
+echo "interleaved runs:"
 echo
 echo "| batch | transport | ms/step | transport % of the run |"
 echo "|---|---|---|---|"
-for b in 32 128; do
-	for shm in 1 0; do
-		measure "shm$shm-$b" env DAPIPE_SHM=$shm DAPIPE_STAGE_STATS=1 "$BIN/train-step" --method dann --out "$TMP/m.mpk" "$TMP/b$b.mpk"
-		E="$TMP/shm$shm-$b.err"
-		MS=$(sed -n 's/.*(\([0-9.]*\) ms\/step).*/\1/p' "$E")
-		TR=$(awk '/: stage .*transport/ { for (i = 1; i <= NF; i++) if ($i == "transport") { s += $(i + 1); tot = $(i + 6) } }
-			END { if (tot > 0) printf "%.1f", 100 * s / tot; else printf "n/a" }' "$E")
-		echo "| $b+$b | $([ "$shm" = 1 ] && echo "shared memory" || echo pipes) | $MS | $TR % |"
+M=dann
+for B in 32 128; do
+	r=0
+	while [ "$r" -lt "$REPS" ]; do
+		ts "shm1-$B" "$BIN" DAPIPE_SHM=1
+		ts "shm0-$B" "$BIN" DAPIPE_SHM=0
+		r=$((r + 1))
 	done
+	echo "| $B+$B | shared memory | $(median "$TMP/shm1-$B.ms") | $(median "$TMP/shm1-$B.tr") % |"
+	echo "| $B+$B | pipes | $(median "$TMP/shm0-$B.ms") | $(median "$TMP/shm0-$B.tr") % |"
 done
 echo
 echo "Per-stage lines of the last DANN 128+128 run with shared memory (DAPIPE_STAGE_STATS=1):"
