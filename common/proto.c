@@ -296,6 +296,14 @@ static int shm_reserve(Peer *p, size_t bytes)
 	return 1;
 }
 
+float *peer_shm_f32(Peer *p, int64_t rows, int64_t cols)
+{
+	size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
+	/* the stage reads the region before it answers, so it is free when nothing is pending */
+	if (!p->shm_ok || p->pending != 0 || bytes < SHM_MIN_BYTES || !shm_reserve(p, bytes)) return NULL;
+	return (float *)p->shm;
+}
+
 void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows)
 {
 	SWriter *w = &p->w;
@@ -309,6 +317,8 @@ void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const floa
 	/* the stage reads the region before it answers, so it is free when nothing is pending */
 	if (p->shm_ok && p->pending == 0 && bytes >= SHM_MIN_BYTES && shm_reserve(p, bytes)) {
 		char *o = p->shm;
+		/* built in place (peer_shm_f32): nothing to copy */
+		if (nparts == 1 && (const char *)part[0] == p->shm) nparts = 0;
 		for (int i = 0; i < nparts; i++) {
 			size_t b = (size_t)part_rows[i] * (size_t)cols * sizeof(float);
 			memcpy(o, part[i], b);

@@ -65,6 +65,11 @@ _Noreturn void peer_fail(Peer *p, const char *fmt, ...) __attribute__((format(pr
  * peer's shared memory when the stage accepted it at init, the tensor is large and no
  * answer is pending (the stage reads it before it answers), else as msgpack bin data. */
 void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows);
+/* Room for a (rows, cols) f32 tensor in the peer's shared memory, where the caller can
+ * build the next request's tensor in place (peer_tensor_f32 of exactly this pointer,
+ * as one part, then copies nothing); NULL when shared memory cannot take it now (not
+ * accepted, too small a tensor, or an answer pending): build it elsewhere. */
+float *peer_shm_f32(Peer *p, int64_t rows, int64_t cols);
 /* With $DAPIPE_STAGE_STATS set, one line on stderr per stage (after peer_quit):
  * requests, seconds packing/sending and waiting, the compute and decoding seconds
  * the stage reported, and the transport time (packing and sending the requests plus

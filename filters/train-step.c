@@ -520,7 +520,9 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 
 	/* the rows to encode: X (B,F); src rows first */
 	int B = 0, ns = 0;
-	float *X = xmallocarray((size_t)(Bs + Bt) * F + 1, sizeof(float));
+	/* built in place in the encoder's shared memory when it can be (no copy to send it) */
+	float *X = peer_shm_f32(&t->st[0], Bs + Bt, F), *Xheap = NULL;
+	if (!X) X = Xheap = xmallocarray((size_t)(Bs + Bt) * F + 1, sizeof(float));
 	int32_t *Y = xmallocarray((size_t)(Bs + Bt) + 1, sizeof(int32_t));
 	if (t->method != M_TARGET_ONLY) {
 		memcpy(X, xs.data, xs.nbytes);
@@ -542,7 +544,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	tensor_free(&xs); tensor_free(&ys); tensor_free(&xt); tensor_free(&yt);
 	if (B < 2) {
 		t->nskipped++;
-		free(X); free(Y);
+		free(Xheap); free(Y);
 		t->gstep++;
 		return;
 	}
@@ -649,7 +651,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	sw_key(w, "lr"); sw_double(w, lr);
 	peer_send(enc);
 	tensor_free(&zt_);
-	free(dZ); free(idx); free(ZL); free(YL); free(X); free(Y);
+	free(dZ); free(idx); free(ZL); free(YL); free(Xheap); free(Y);
 	t->nsteps++;
 	t->gstep++;
 	t->t_steps += now_seconds() - t0;
