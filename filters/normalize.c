@@ -804,7 +804,7 @@ int main(int argc, char **argv)
 			in->dom = header_add_domain(&H, d);
 			free(d);
 		}
-		if (in->t.format != TF_STREAM && (labels_path || label_column || topt.h5_label_field)) any_text_labels = 1;
+		if (labels_path || (in->t.format != TF_STREAM && (label_column || topt.h5_label_field))) any_text_labels = 1;
 		if (topt.batch_column && in->t.format != TF_HDF5 && in->t.batch_col < 0)
 			die("%s: --combat %s: this input has no metadata columns (a stream, GCT or genes-as-rows table); "
 			    "--combat domain corrects between inputs", in->name, combat_col);

@@ -65,6 +65,11 @@ normalize --show csv "$OUT" | cut -d, -f1,3 | tr '\n' ' ' >"$TMP/l.txt"
 ok normalize-4.2 grep -q "id,label S1,tumor S2,normal S3,tumor S4, " "$TMP/l.txt"
 normalize --show header "$OUT" >"$TMP/h.txt"
 ok normalize-4.3 grep -q '"classes": \["normal", "tumor"\]' "$TMP/h.txt"
+# labels from a file joined to a stream input (the class list learnt before the header)
+normalize -q counts.csv >"$TMP/nolab.mpk"
+run normalize-4.4 0 normalize -q --labels labels.csv --label-column cancer "$TMP/nolab.mpk"
+normalize --show csv "$OUT" | cut -d, -f1,3 | tr '\n' ' ' >"$TMP/l.txt"
+ok normalize-4.5 grep -q "id,label S1,tumor S2,normal S3,tumor S4, " "$TMP/l.txt"
 
 # fit on source, apply to target: alignment report, Ensembl versions, case
 run normalize-5.1 0 normalize --log2 --zscore --fit-stats "$TMP/s.mpk" --label-column label labelled.csv
