@@ -41,10 +41,10 @@ ok convert-1.8 test ! -e x.mpk
 # ---- convert-2: the converted resnet18 against torchvision ----
 run convert-2.1 0 "$PY" "$CONV" --input-size 64 --bundle -o r18.mpk r18.pth
 err_has "width 64, blocks 2,2,2,2, stem imagenet, 11176512 parameters, input 64x64, latent 512"
-run convert-2.2 0 sh -c 'encode --model r18.mpk tiles.mpk > z.mpk'
+run convert-2.2 0 timeout 300 sh -c 'encode --model r18.mpk tiles.mpk > z.mpk'
 run convert-2.3 0 "$PY" "$CONV" --input-size 64 -o p18.mpk r18.pth
 # the bare params frame through the stage: init with --init, then save
-"$PY" - "$BIN/encode" p18.mpk > st.txt 2>&1 <<'PYEOF' || fail convert-2.4 "$(cat st.txt)"
+timeout 300 "$PY" - "$BIN/encode" p18.mpk > st.txt 2>&1 <<'PYEOF' || fail convert-2.4 "$(cat st.txt)"
 import os, sys, subprocess, msgpack, numpy as np
 p = subprocess.Popen([sys.argv[1], "--stage", "--arch", "resnet", "--input-size", "64", "--init", sys.argv[2]],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
