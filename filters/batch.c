@@ -159,8 +159,8 @@ static void usage(void)
 	       "                            without --memory-limit every input is spilled\n"
 	       "\n"
 	       "  --progress                progress on stderr even when it is not a terminal\n"
-	       "  --quiet                   no messages except errors and warnings\n"
-	       "  --help                    this help\n"
+	       "  -q, --quiet               no messages except errors and warnings\n"
+	       "  -h, --help                this help\n"
 	       "\n"
 	       "Exit status: 0 ok, 1 bad input or I/O error, 2 usage error. See docs/BATCH.md.\n");
 	exit(0);
@@ -650,7 +650,7 @@ int main(int argc, char **argv)
 	int force_progress = 0, quiet_flag = 0, c;
 	util_init(argv[0]);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_SOURCE: opt.source = optarg; break;
 		case O_TARGET: opt.target = optarg; break;
@@ -680,7 +680,9 @@ int main(int argc, char **argv)
 			break;
 		case O_MEMLIMIT: opt.memory_limit = parse_long("--memory-limit", optarg, 0, 1L << 40); break;
 		case O_PROGRESS: force_progress = 1; break;
+		case 'q':
 		case O_QUIET: quiet_flag = 1; break;
+		case 'h':
 		case O_HELP: usage(); break;
 		case ':': usage_error("%s: missing argument", argv[optind - 1]); break;
 		default:

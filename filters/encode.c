@@ -64,7 +64,7 @@ static _Noreturn void usage(void)
 	       "                     max pool 3x3 stride 2) (default small)\n"
 	       "  --input-size S     tile size S or HxW (default: square, from the input width)\n"
 	       "  --init FILE        start from the encoder params in FILE (default: random init)\n"
-	       "  --quiet            no messages but errors\n"
+	       "  -q, --quiet        no messages but errors\n"
 	       "  -h, --help         this help\n");
 	exit(0);
 }
@@ -626,7 +626,7 @@ int main(int argc, char **argv)
 	const char *model = NULL;
 	int stage = 0, archopt = 0, resopt = 0, resnet = 0, c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
 		switch (c) {
 		case O_MODEL: model = optarg; break;
 		case O_STAGE: stage = 1; break;
@@ -635,6 +635,7 @@ int main(int argc, char **argv)
 		case O_SLOPE: s.arch.slope = (float)parse_double("--slope", optarg, 0, 1); archopt = 1; break;
 		case O_NORM: s.arch.norm = parse_norm("--norm", optarg); archopt = 1; break;
 		case O_DROPOUT: s.arch.dropout = (float)parse_double("--dropout", optarg, 0, 0.99); archopt = 1; break;
+		case 'q':
 		case O_QUIET: quiet = 1; break;
 		case O_ARCH:
 			if (strcmp(optarg, "resnet") == 0) resnet = 1;

@@ -110,7 +110,7 @@ static _Noreturn void usage(void)
 	       "  --slope S            LeakyReLU slope (default 0.2)\n"
 	       "  --norm NAME          batch, layer or none (default none)\n"
 	       "  --dropout P          dropout probability (default 0)\n"
-	       "  --quiet              no messages but errors\n"
+	       "  -q, --quiet          no messages but errors\n"
 	       "  -h, --help           this help\n");
 	exit(0);
 }
@@ -351,7 +351,7 @@ int main(int argc, char **argv)
 	ExplainArgs ex;
 	explain_args_init(&ex);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
 		switch (c) {
 		case O_MODEL: model = optarg; break;
 		case O_STAGE: stage = 1; break;
@@ -365,6 +365,7 @@ int main(int argc, char **argv)
 		case O_SLOPE: s.arch.slope = (float)parse_double("--slope", optarg, 0, 1); archopt = 1; break;
 		case O_NORM: s.arch.norm = parse_norm("--norm", optarg); archopt = 1; break;
 		case O_DROPOUT: s.arch.dropout = (float)parse_double("--dropout", optarg, 0, 0.99); archopt = 1; break;
+		case 'q':
 		case O_QUIET: quiet = 1; break;
 		case O_EVAL: eval = 1; break;
 		case O_JSON: json = optarg; eval = 1; break;
