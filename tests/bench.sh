@@ -56,7 +56,12 @@ PV=$(/usr/bin/python3 -c 'import pandas; print(pandas.__version__)' 2>/dev/null 
 	echo "## Commands"
 	echo
 	echo '```'
-	echo "make bench                        # = BIN=$BIN sh tests/bench.sh"
+	if [ -n "${BEFORE_BIN:-}" ]; then
+		echo "BEFORE_BIN=DIR make bench         # DIR: bin/ of a build of ${BEFORE_NAME:-$BEFORE_BIN}"
+		echo "                                  # (git worktree add W COMMIT; make -C W BIN=DIR)"
+	else
+		echo "make bench                        # = BIN=$BIN sh tests/bench.sh"
+	fi
 	echo "BIN=$BIN sh tests/bench_train.sh       # STEPS=${STEPS:-20} GENES=${GENES:-20000} SOURCE=${SOURCE:-5000} TARGET=${TARGET:-1000}"
 	echo "  batch --source S.mpk --target T.mpk --epochs 1 --batch-size 32|128   (cut to STEPS steps)"
 	echo "  DAPIPE_STAGE_STATS=1 train-step --method dann|wgan-gp --out m.mpk b.mpk"
