@@ -140,7 +140,7 @@ static _Noreturn void usage(void)
 	       "                          takes longer is killed and train-step exits 1 (default 600,\n"
 	       "                          0: no limit)\n"
 	       "  --progress              progress on stderr even when it is not a terminal\n"
-	       "  --quiet                 no messages but errors\n"
+	       "  -q, --quiet             no messages but errors\n"
 	       "  -h, --help              this help\n"
 	       "p is the training progress, step / (steps_per_epoch * epochs of the stream).\n");
 	exit(0);
@@ -945,7 +945,7 @@ int main(int argc, char **argv)
 	double stage_timeout = 600;
 	const char *el = NULL, *ed = NULL, *cl = NULL, *dl = NULL;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
 		switch (c) {
 		case O_METHOD:
 			for (int i = 0; i < M_COUNT; i++) if (strcmp(optarg, method_names[i]) == 0) t.method = i;
@@ -991,6 +991,7 @@ int main(int argc, char **argv)
 		case O_CL: { int tmp[16]; parse_int_list("--classifier-layers", optarg, tmp, 15, 1, 1 << 20); cl = optarg; break; }
 		case O_DL: { int tmp[16]; parse_int_list("--discriminator-layers", optarg, tmp, 15, 1, 1 << 20); dl = optarg; break; }
 		case O_PROG: prog = 1; break;
+		case 'q':
 		case O_QUIET: quiet = 1; break;
 		case O_STO: stage_timeout = parse_double("--stage-timeout", optarg, 0, 1e7); break;
 		case 'h': usage();
