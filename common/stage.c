@@ -172,6 +172,74 @@ void stage_step(Stage *s, double lr)
 
 /* ---- params frames ---- */
 
+/* ---- optimiser state, shared by every stage's params frame ---- */
+
+static OptKind optim_kind(const SReader *r, const msgpack_object *o, const char *where)
+{
+	char *k = get_str(r, o, "kind");
+	int kind = -1;
+	for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) kind = i;
+	free(k);
+	if (kind < 0) sr_fail(r, "%s.kind: unknown optimiser", where);
+	return (OptKind)kind;
+}
+
+void optim_from_request(const SReader *r, const msgpack_object *req, Optim *opt, size_t nparams)
+{
+	const msgpack_object *o = obj_get(req, "optimizer");
+	int is_map = o && o->type == MSGPACK_OBJECT_MAP;
+	OptKind kind = is_map && obj_get(o, "kind") ? optim_kind(r, o, "optimizer") : OPT_ADAM;
+	optim_init(opt, kind, nparams);
+	if (is_map) {
+		opt->weight_decay = (float)opt_num(r, o, "weight_decay", opt->weight_decay);
+		opt->beta1 = (float)opt_num(r, o, "beta1", opt->beta1);
+		opt->beta2 = (float)opt_num(r, o, "beta2", opt->beta2);
+		opt->eps = (float)opt_num(r, o, "eps", opt->eps);
+		opt->momentum = (float)opt_num(r, o, "momentum", opt->momentum);
+	}
+}
+
+void optim_state_write(SWriter *w, const Optim *opt)
+{
+	sw_key(w, "optimizer");
+	sw_map(w, 9);
+	sw_key(w, "kind"); sw_str(w, opt_names[opt->kind]);
+	sw_key(w, "t"); sw_int(w, opt->t);
+	sw_key(w, "beta1"); sw_double(w, opt->beta1);
+	sw_key(w, "beta2"); sw_double(w, opt->beta2);
+	sw_key(w, "eps"); sw_double(w, opt->eps);
+	sw_key(w, "weight_decay"); sw_double(w, opt->weight_decay);
+	sw_key(w, "momentum"); sw_double(w, opt->momentum);
+	static const float none[1];
+	int64_t sh[1] = { opt->m ? (int64_t)opt->n : 0 };
+	sw_key(w, "m"); sw_tensor(w, DT_F32, 1, sh, opt->m ? opt->m : none);
+	sh[0] = opt->v ? (int64_t)opt->n : 0;
+	sw_key(w, "v"); sw_tensor(w, DT_F32, 1, sh, opt->v ? opt->v : none);
+}
+
+void optim_state_read(const SReader *r, const msgpack_object *state, Optim *opt, size_t nparams)
+{
+	const msgpack_object *o = obj_get(state, "optimizer");
+	if (!o || o->type != MSGPACK_OBJECT_MAP) sr_fail(r, "state: no optimizer map");
+	optim_init(opt, optim_kind(r, o, "state.optimizer"), nparams);
+	opt->t = get_int(r, o, "t");
+	opt->beta1 = (float)get_num(r, o, "beta1");
+	opt->beta2 = (float)get_num(r, o, "beta2");
+	opt->eps = (float)get_num(r, o, "eps");
+	opt->weight_decay = (float)get_num(r, o, "weight_decay");
+	opt->momentum = (float)get_num(r, o, "momentum");
+	const char *mv[2] = { "m", "v" };
+	float *dst[2] = { opt->m, opt->v };
+	for (int j = 0; j < 2; j++) {
+		Tensor t;
+		get_tensor(r, o, mv[j], DT_F32, 1, &t);
+		if (dst[j] && (size_t)t.shape[0] == opt->n) memcpy(dst[j], t.data, t.nbytes);
+		else if (t.shape[0] != 0 || dst[j])
+			sr_fail(r, "state.optimizer.%s: %lld values, the model has %zu parameters", mv[j], (long long)t.shape[0], opt->n);
+		tensor_free(&t);
+	}
+}
+
 void params_write(SWriter *w, const char *role, const char *method, Mlp *m, const Optim *opt)
 {
 	const MlpSpec *sp = mlp_spec(m);
@@ -203,20 +271,7 @@ void params_write(SWriter *w, const char *role, const char *method, Mlp *m, cons
 	if (opt) {
 		sw_key(w, "state");
 		sw_map(w, 2);
-		sw_key(w, "optimizer");
-		sw_map(w, 9);
-		sw_key(w, "kind"); sw_str(w, opt_names[opt->kind]);
-		sw_key(w, "t"); sw_int(w, opt->t);
-		sw_key(w, "beta1"); sw_double(w, opt->beta1);
-		sw_key(w, "beta2"); sw_double(w, opt->beta2);
-		sw_key(w, "eps"); sw_double(w, opt->eps);
-		sw_key(w, "weight_decay"); sw_double(w, opt->weight_decay);
-		sw_key(w, "momentum"); sw_double(w, opt->momentum);
-		int64_t sh[1] = { opt->m ? (int64_t)opt->n : 0 };
-		static const float none[1];
-		sw_key(w, "m"); sw_tensor(w, DT_F32, 1, sh, opt->m ? opt->m : none);
-		sh[0] = opt->v ? (int64_t)opt->n : 0;
-		sw_key(w, "v"); sw_tensor(w, DT_F32, 1, sh, opt->v ? opt->v : none);
+		optim_state_write(w, opt);
 		Rng *rng = mlp_rng(m);
 		int64_t four[1] = { 4 };
 		sw_key(w, "rng"); sw_tensor(w, DT_I64, 1, four, rng->s);
@@ -320,29 +375,7 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
 		sr_fail(r, "params: %u tensors, the architecture has %d", ts->via.map.size, nt);
 	const msgpack_object *state = obj_get(p, "state");
 	if (opt && state && state->type == MSGPACK_OBJECT_MAP) {
-		const msgpack_object *o = need(r, state, "optimizer", "state");
-		char *k = get_str(r, o, "kind");
-		int kind = -1;
-		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) kind = i;
-		free(k);
-		if (kind < 0) sr_fail(r, "state.optimizer.kind: unknown optimiser");
-		optim_init(opt, (OptKind)kind, mlp_nparams(m));
-		opt->t = get_int(r, o, "t");
-		opt->beta1 = (float)get_num(r, o, "beta1");
-		opt->beta2 = (float)get_num(r, o, "beta2");
-		opt->eps = (float)get_num(r, o, "eps");
-		opt->weight_decay = (float)get_num(r, o, "weight_decay");
-		opt->momentum = (float)get_num(r, o, "momentum");
-		const char *mv[2] = { "m", "v" };
-		float *dst[2] = { opt->m, opt->v };
-		for (int j = 0; j < 2; j++) {
-			Tensor t;
-			get_tensor(r, o, mv[j], DT_F32, 1, &t);
-			if (dst[j] && (size_t)t.shape[0] == opt->n) memcpy(dst[j], t.data, t.nbytes);
-			else if (t.shape[0] != 0 || dst[j])
-				sr_fail(r, "state.optimizer.%s: %lld values, the model has %zu parameters", mv[j], (long long)t.shape[0], opt->n);
-			tensor_free(&t);
-		}
+		optim_state_read(r, state, opt, mlp_nparams(m));
 		Tensor t;
 		get_tensor(r, state, "rng", DT_I64, 1, &t);
 		if (t.shape[0] != 4) sr_fail(r, "state.rng: expected 4 values");
@@ -380,28 +413,6 @@ static int shm_accept(Stage *s, const msgpack_object *req)
 	return 1;
 }
 
-static void optim_setup(Stage *s, const msgpack_object *req)
-{
-	const msgpack_object *o = obj_get(req, "optimizer");
-	OptKind kind = OPT_ADAM;
-	if (o && o->type == MSGPACK_OBJECT_MAP && obj_get(o, "kind")) {
-		char *k = get_str(&s->in, o, "kind");
-		int found = -1;
-		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) found = i;
-		free(k);
-		if (found < 0) sr_fail(&s->in, "optimizer.kind: unknown optimiser");
-		kind = (OptKind)found;
-	}
-	optim_init(&s->opt, kind, mlp_nparams(s->m));
-	if (o && o->type == MSGPACK_OBJECT_MAP) {
-		s->opt.weight_decay = (float)opt_num(&s->in, o, "weight_decay", s->opt.weight_decay);
-		s->opt.beta1 = (float)opt_num(&s->in, o, "beta1", s->opt.beta1);
-		s->opt.beta2 = (float)opt_num(&s->in, o, "beta2", s->opt.beta2);
-		s->opt.eps = (float)opt_num(&s->in, o, "eps", s->opt.eps);
-		s->opt.momentum = (float)opt_num(&s->in, o, "momentum", s->opt.momentum);
-	}
-}
-
 static void do_init(Stage *s, const msgpack_object *req)
 {
 	int64_t in = get_int(&s->in, req, "in");
@@ -414,7 +425,7 @@ static void do_init(Stage *s, const msgpack_object *req)
 	MlpSpec sp = stage_spec(&s->arch, (int)in, (int)out);
 	s->m = mlp_new(&sp, (uint64_t)seed);
 	mlp_set_seed(s->m, (uint64_t)seed * 2654435761u + 1);
-	optim_setup(s, req);
+	optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m));
 	s->last_b = 0;
 	write_arch_reply(s, shm_accept(s, req));
 }
@@ -498,8 +509,8 @@ static void do_load(Stage *s, const msgpack_object *req)
 	}
 	s->m = m;
 	if (has_state) s->opt = opt;
-	else if (!s->opt.m && !s->opt.v) optim_setup(s, req);
-	else if (s->opt.n != mlp_nparams(m)) { optim_free(&s->opt); optim_setup(s, req); }
+	else if (!s->opt.m && !s->opt.v) optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m));
+	else if (s->opt.n != mlp_nparams(m)) { optim_free(&s->opt); optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m)); }
 	s->last_b = 0;
 	write_arch_reply(s, 0);
 }

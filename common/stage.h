@@ -74,6 +74,12 @@ int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int co
 void stage_step(Stage *s, double lr);
 
 /* params frames */
+/* The optimiser: set up from an init request's "optimizer" map (defaults otherwise),
+ * and its state (kind, step, moments) written into / read from a params frame's
+ * "state" map as the key "optimizer". */
+void optim_from_request(const SReader *r, const msgpack_object *req, Optim *opt, size_t nparams);
+void optim_state_write(SWriter *w, const Optim *opt);
+void optim_state_read(const SReader *r, const msgpack_object *state, Optim *opt, size_t nparams);
 void params_write(SWriter *w, const char *role, const char *method, Mlp *m, const Optim *opt);
 /* Build the Mlp of a params map (checking arch and every tensor); if opt is
  * non-NULL and the frame has a state, restore the optimiser and rng into *opt and

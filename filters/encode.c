@@ -109,20 +109,7 @@ static void resnet_params_write(SWriter *w, ResNet *m, const Optim *opt)
 	if (opt) {
 		sw_key(w, "state");
 		sw_map(w, 1);
-		sw_key(w, "optimizer");
-		sw_map(w, 9);
-		sw_key(w, "kind"); sw_str(w, opt_names[opt->kind]);
-		sw_key(w, "t"); sw_int(w, opt->t);
-		sw_key(w, "beta1"); sw_double(w, opt->beta1);
-		sw_key(w, "beta2"); sw_double(w, opt->beta2);
-		sw_key(w, "eps"); sw_double(w, opt->eps);
-		sw_key(w, "weight_decay"); sw_double(w, opt->weight_decay);
-		sw_key(w, "momentum"); sw_double(w, opt->momentum);
-		static const float none[1];
-		int64_t sh[1] = { opt->m ? (int64_t)opt->n : 0 };
-		sw_key(w, "m"); sw_tensor(w, DT_F32, 1, sh, opt->m ? opt->m : none);
-		sh[0] = opt->v ? (int64_t)opt->n : 0;
-		sw_key(w, "v"); sw_tensor(w, DT_F32, 1, sh, opt->v ? opt->v : none);
+		optim_state_write(w, opt);
 	}
 }
 
@@ -210,30 +197,7 @@ static ResNet *resnet_params_read(const SReader *r, const msgpack_object *p, Opt
 	if (ts->via.map.size != (uint32_t)nt) sr_fail(r, "params: %u tensors, the architecture has %d", ts->via.map.size, nt);
 	const msgpack_object *state = obj_get(p, "state");
 	if (opt && state && state->type == MSGPACK_OBJECT_MAP) {
-		const msgpack_object *o = obj_get(state, "optimizer");
-		if (!o || o->type != MSGPACK_OBJECT_MAP) sr_fail(r, "state: no optimizer map");
-		char *k = get_str(r, o, "kind");
-		int kind = -1;
-		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) kind = i;
-		free(k);
-		if (kind < 0) sr_fail(r, "state.optimizer.kind: unknown optimiser");
-		optim_init(opt, (OptKind)kind, resnet_nparams(m));
-		opt->t = get_int(r, o, "t");
-		opt->beta1 = (float)get_num(r, o, "beta1");
-		opt->beta2 = (float)get_num(r, o, "beta2");
-		opt->eps = (float)get_num(r, o, "eps");
-		opt->weight_decay = (float)get_num(r, o, "weight_decay");
-		opt->momentum = (float)get_num(r, o, "momentum");
-		const char *mv[2] = { "m", "v" };
-		float *dst[2] = { opt->m, opt->v };
-		for (int j = 0; j < 2; j++) {
-			Tensor t;
-			get_tensor(r, o, mv[j], DT_F32, 1, &t);
-			if (dst[j] && (size_t)t.shape[0] == opt->n) memcpy(dst[j], t.data, t.nbytes);
-			else if (t.shape[0] != 0 || dst[j])
-				sr_fail(r, "state.optimizer.%s: %lld values, the model has %zu parameters", mv[j], (long long)t.shape[0], opt->n);
-			tensor_free(&t);
-		}
+		optim_state_read(r, state, opt, resnet_nparams(m));
 		if (has_state) *has_state = 1;
 	}
 	return m;
@@ -249,28 +213,6 @@ static struct {
 	Optim opt;
 	int last_b;
 } R;
-
-static void r_optim_setup(Stage *s, const msgpack_object *req)
-{
-	const msgpack_object *o = obj_get(req, "optimizer");
-	OptKind kind = OPT_ADAM;
-	if (o && o->type == MSGPACK_OBJECT_MAP && obj_get(o, "kind")) {
-		char *k = get_str(&s->in, o, "kind");
-		int found = -1;
-		for (int i = 0; i < OPT_COUNT; i++) if (strcmp(k, opt_names[i]) == 0) found = i;
-		free(k);
-		if (found < 0) sr_fail(&s->in, "optimizer.kind: unknown optimiser");
-		kind = (OptKind)found;
-	}
-	optim_init(&R.opt, kind, resnet_nparams(R.m));
-	if (o && o->type == MSGPACK_OBJECT_MAP) {
-		R.opt.weight_decay = (float)opt_num(&s->in, o, "weight_decay", R.opt.weight_decay);
-		R.opt.beta1 = (float)opt_num(&s->in, o, "beta1", R.opt.beta1);
-		R.opt.beta2 = (float)opt_num(&s->in, o, "beta2", R.opt.beta2);
-		R.opt.eps = (float)opt_num(&s->in, o, "eps", R.opt.eps);
-		R.opt.momentum = (float)opt_num(&s->in, o, "momentum", R.opt.momentum);
-	}
-}
 
 /* the encoder params of FILE: a params frame (first frame) or a model bundle */
 static ResNet *load_init(const char *path)
@@ -333,7 +275,7 @@ static void r_init(Stage *s, const msgpack_object *req)
 	} else {
 		R.m = resnet_new(&sp, (uint64_t)seed);
 	}
-	r_optim_setup(s, req);
+	optim_from_request(&s->in, req, &R.opt, resnet_nparams(R.m));
 	R.last_b = 0;
 	r_reply_arch(s);
 }
@@ -408,7 +350,7 @@ static void r_load(Stage *s, const msgpack_object *req)
 	}
 	R.m = m;
 	if (has_state) R.opt = opt;
-	else if (!R.opt.m || R.opt.n != resnet_nparams(m)) r_optim_setup(s, req);
+	else if (!R.opt.m || R.opt.n != resnet_nparams(m)) optim_from_request(&s->in, req, &R.opt, resnet_nparams(R.m));
 	R.last_b = 0;
 	r_reply_arch(s);
 }
