@@ -455,24 +455,9 @@ void imgin_open(ImgIn *in, const char *path)
 int imgin_next(ImgIn *in, ImgBlock *b)
 {
 	if (in->done) return 0;
-	for (;;) {
-		const msgpack_object *f = sr_next(&in->r);
-		if (!f) {
-			in->r.frame++;
-			sr_fail(&in->r, "stream ends without an end frame (did the producer fail?)");
-		}
-		const char *t = frame_type(&in->r, f);
-		if (strcmp(t, "end") == 0) {
-			int64_t rows = get_int(&in->r, f, "rows");
-			if (rows != in->rows) sr_fail(&in->r, "end frame counts %lld rows, stream had %ld", (long long)rows, in->rows);
-			in->done = 1;
-			if (sr_next(&in->r)) sr_fail(&in->r, "data after the end frame");
-			return 0;
-		}
-		if (strcmp(t, "images") != 0) {
-			if (strcmp(t, "header") == 0) sr_fail(&in->r, "a second header frame");
-			continue;
-		}
+	{
+		const msgpack_object *f = stream_next_of(&in->r, "images", in->rows, &in->done);
+		if (!f) return 0;
 		Tensor x, y, d;
 		char **ids;
 		int n = get_strs(&in->r, f, "ids", &ids);

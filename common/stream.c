@@ -767,28 +767,34 @@ static void data_start(DataIn *in)
 void data_open(DataIn *in, const char *path) { sr_open(&in->r, path); data_start(in); }
 void data_open_fd(DataIn *in, int fd, const char *name) { sr_open_fd(&in->r, fd, name); data_start(in); }
 
+const msgpack_object *stream_next_of(SReader *r, const char *type, long rows, int *done)
+{
+	for (;;) {
+		const msgpack_object *f = sr_next(r);
+		if (!f) {
+			r->frame++;
+			sr_fail(r, "stream ends without an end frame (did the producer fail?)");
+		}
+		const char *t = frame_type(r, f);
+		if (strcmp(t, "end") == 0) {
+			int64_t n = get_int(r, f, "rows");
+			if (n != rows) sr_fail(r, "end frame counts %lld rows, stream had %ld", (long long)n, rows);
+			*done = 1;
+			if (sr_next(r)) sr_fail(r, "data after the end frame");
+			return NULL;
+		}
+		if (strcmp(t, type) == 0) return f;
+		if (strcmp(t, "header") == 0) sr_fail(r, "a second header frame");
+		/* unknown frame types are skipped: later versions may add some */
+	}
+}
+
 int data_next(DataIn *in, Block *b)
 {
 	if (in->done) return 0;
-	for (;;) {
-		const msgpack_object *f = sr_next(&in->r);
-		if (!f) {
-			in->r.frame++;
-			sr_fail(&in->r, "stream ends without an end frame (did the producer fail?)");
-		}
-		const char *t = frame_type(&in->r, f);
-		if (strcmp(t, "end") == 0) {
-			int64_t rows = get_int(&in->r, f, "rows");
-			if (rows != in->rows) sr_fail(&in->r, "end frame counts %lld rows, stream had %ld", (long long)rows, in->rows);
-			in->done = 1;
-			const msgpack_object *more = sr_next(&in->r);
-			if (more) sr_fail(&in->r, "data after the end frame");
-			return 0;
-		}
-		if (strcmp(t, "data") != 0) {
-			if (strcmp(t, "header") == 0) sr_fail(&in->r, "a second header frame");
-			continue; /* unknown frame types are skipped: later versions may add some */
-		}
+	{
+		const msgpack_object *f = stream_next_of(&in->r, "data", in->rows, &in->done);
+		if (!f) return 0;
 		Tensor x, y, d;
 		char **ids;
 		int n = get_strs(&in->r, f, "ids", &ids);

@@ -168,6 +168,10 @@ void data_open_fd(DataIn *in, int fd, const char *name);
  * outside the header's lists. */
 int data_next(DataIn *in, Block *b);
 void data_close(DataIn *in);
+/* The next frame of the given type in a header/frames/end stream, skipping unknown
+ * types; NULL (and *done = 1) at the end frame, whose row count must equal rows.
+ * Dies on a missing end frame, a second header or data after the end. */
+const msgpack_object *stream_next_of(SReader *r, const char *type, long rows, int *done);
 
 void sw_end(SWriter *w, long rows, long blocks);
 
