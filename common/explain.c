@@ -86,33 +86,10 @@ int ig_nodes(IgRule rule, int steps, double *alpha, double *w)
 
 /* ---- the stages ---- */
 
-static char *shell_quote(const char *s)
-{
-	size_t n = 3;
-	for (const char *c = s; *c; c++) n += *c == '\'' ? 4 : 1;
-	char *q = xmalloc(n), *o = q;
-	*o++ = '\'';
-	for (const char *c = s; *c; c++) {
-		if (*c == '\'') { memcpy(o, "'\\''", 4); o += 4; } else *o++ = *c;
-	}
-	*o++ = '\'';
-	*o = 0;
-	return q;
-}
-
-/* "'DIR/name' --stage EXTRA" for the binary next to this program */
 static char *sibling_stage(const char *name, const char *extra)
 {
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0) die("/proc/self/exe: cannot read:");
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (slash) *slash = 0;
-	char *path = xasprintf("%s/%s", self, name);
-	char *q = shell_quote(path);
+	char *q = sibling_command(name);
 	char *cmd = xasprintf("%s --stage%s", q, extra);
-	free(path);
 	free(q);
 	return cmd;
 }

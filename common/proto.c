@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
@@ -449,4 +450,34 @@ void peer_quit(Peer *p)
 	free(p->name);
 	free(p->cmd);
 	p->name = p->cmd = NULL;
+}
+
+/* ---- commands for /bin/sh -c ---- */
+
+char *shell_quote(const char *s)
+{
+	size_t n = 3;
+	for (const char *c = s; *c; c++) n += *c == '\'' ? 4 : 1;
+	char *q = xmalloc(n), *o = q;
+	*o++ = '\'';
+	for (const char *c = s; *c; c++) {
+		if (*c == '\'') { memcpy(o, "'\\''", 4); o += 4; } else *o++ = *c;
+	}
+	*o++ = '\'';
+	*o = 0;
+	return q;
+}
+
+char *sibling_command(const char *name)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0) die("/proc/self/exe: cannot read:");
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (slash) *slash = 0;
+	char *path = xasprintf("%s/%s", self, name);
+	char *q = shell_quote(path);
+	free(path);
+	return q;
 }

@@ -80,4 +80,9 @@ void peer_quit(Peer *p);
 /* The last lines of the stage's stderr, joined with " | " (static buffer). */
 const char *peer_stderr_tail(Peer *p, int maxlines);
 
+/* s quoted for /bin/sh -c (newly allocated) */
+char *shell_quote(const char *s);
+/* the quoted path of the executable NAME in this program's own folder */
+char *sibling_command(const char *name);
+
 #endif

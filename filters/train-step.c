@@ -163,33 +163,6 @@ static void mem_end(MemW *m, Blob *b)
 	b->len = m->len;
 }
 
-static char *shell_quote(const char *s)
-{
-	size_t n = 3;
-	for (const char *c = s; *c; c++) n += *c == '\'' ? 4 : 1;
-	char *q = xmalloc(n), *o = q;
-	*o++ = '\'';
-	for (const char *c = s; *c; c++) {
-		if (*c == '\'') { memcpy(o, "'\\''", 4); o += 4; } else *o++ = *c;
-	}
-	*o++ = '\'';
-	*o = 0;
-	return q;
-}
-
-static char *sibling(const char *name)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0) die("/proc/self/exe: cannot read:");
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (slash) *slash = 0;
-	char *path = xasprintf("%s/%s", self, name);
-	char *q = shell_quote(path);
-	free(path);
-	return q;
-}
 
 static const float *resp_matrix(Peer *p, const msgpack_object *f, const char *key, int rows, int cols, Tensor *t)
 {
@@ -1010,17 +983,17 @@ int main(int argc, char **argv)
 	int adapt = t.method == M_DANN || t.method == M_WGAN;
 	if (t.cmd[2] && !adapt) usage_error("--discriminator: %s uses no domain head", method_names[t.method]);
 	if (!t.cmd[0]) {
-		char *b = sibling("encode");
+		char *b = sibling_command("encode");
 		t.cmd[0] = xasprintf("%s --stage%s%s%s%s", b, el ? " --layers " : "", el ? el : "", ed ? " --dropout " : "", ed ? ed : "");
 		free(b);
 	}
 	if (!t.cmd[1]) {
-		char *b = sibling("predict");
+		char *b = sibling_command("predict");
 		t.cmd[1] = xasprintf("%s --stage%s%s", b, cl ? " --layers " : "", cl ? cl : "");
 		free(b);
 	}
 	if (!t.cmd[2] && adapt) {
-		char *b = sibling("discriminate");
+		char *b = sibling_command("discriminate");
 		t.cmd[2] = xasprintf("%s --stage --method %s%s%s", b, method_names[t.method], dl ? " --layers " : "", dl ? dl : "");
 		free(b);
 	}
