@@ -199,3 +199,8 @@ for m in dann wgan-gp; do
 		--epochs 2 --seed 1 --quiet --no-plots --out "$TMP/$m"
 	ok "pipelines-2.9 $m predictions" test "$(awk 'END { print NR - 1 }' "$TMP/$m/predictions.csv")" -eq "$NT"
 done
+# alignment before (the source-only model's latent space) and after, in the report
+run "pipelines-2.15 adapt dann --before" 0 sh "$P/adapt" --prepared "$PREP" --method dann \
+	--epochs 2 --seed 1 --quiet --no-plots --before "$TMP/so/model.mpk" --out "$TMP/dab"
+ok "pipelines-2.15 alignment before and after" grep -q '"pad": ' "$TMP/dab/alignment-before.json" "$TMP/dab/alignment.json"
+ok "pipelines-2.15 report rows" sh -c "grep -q '^| before: latent space of so/model.mpk | [-0-9.e]* | [0-9.e-]* |\$' '$TMP/dab/report.md' && grep -q '^| after: dann latent space | [-0-9.e]* | [0-9.e-]* |\$' '$TMP/dab/report.md'"
