@@ -527,15 +527,22 @@ static void fit_combat(void)
 		if (k < 0) { k = sm_put(&bm, fit_batch[i], nb); bn[nb++] = fit_batch[i]; }
 		bi[i] = k;
 	}
-	if (nb < 2) die("--combat %s: one batch ('%s') in the data; nothing to correct", combat_col, bn[0]);
 	int nl = 1;
 	int32_t *li = NULL;
+	/* the errors below free this function's arrays first, so that a sanitizer build
+	 * reports no leak on them (they are unreachable once die() runs) */
+#define FIT_COMBAT_FAIL(...) do { sm_free(&bm); free(bn); free(bi); free(li); die(__VA_ARGS__); } while (0)
+	if (nb < 2) {
+		const char *only = bn[0]; /* a string of fit_batch, which stays */
+		FIT_COMBAT_FAIL("--combat %s: one batch ('%s') in the data; nothing to correct", combat_col, only);
+	}
 	if (S.o.combat_labels) {
-		if (H.nclass < 1) die("--combat-keep-labels: the samples have no labels");
+		if (H.nclass < 1) FIT_COMBAT_FAIL("--combat-keep-labels: the samples have no labels");
 		nl = H.nclass;
 		li = xmallocarray((size_t)n + 1, sizeof(int32_t));
 		for (int i = 0; i < n; i++) {
-			if (acc.y[i] < 0) die("--combat-keep-labels: sample '%s' is unlabelled; every fitted sample needs a label", acc.ids[i]);
+			if (acc.y[i] < 0)
+				FIT_COMBAT_FAIL("--combat-keep-labels: sample '%s' is unlabelled; every fitted sample needs a label", acc.ids[i]);
 			li[i] = acc.y[i];
 		}
 	}
@@ -551,6 +558,7 @@ static void fit_combat(void)
 	sm_free(&bm);
 	free(bn); free(bi); free(li);
 	for (int i = 0; i < n; i++) free(fit_batch[i]);
+#undef FIT_COMBAT_FAIL
 }
 
 int main(int argc, char **argv)
