@@ -121,45 +121,15 @@ int chunk_concat(char *const *paths, int n, int block_rows)
 
 /* ---- HDF5 sample lists ---- */
 
-static long intersect(long *a, long na, const long *b, long nb)
-{
-	long i = 0, j = 0, k = 0;
-	while (i < na && j < nb) {
-		if (a[i] < b[j]) i++;
-		else if (a[i] > b[j]) j++;
-		else { a[k++] = a[i]; i++; j++; }
-	}
-	return k;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int chunk_list_h5(const char *path, char *const *ids, long nids, char *const *where, int nwhere)
 {
 	if (!h5_available()) die("%s: this build has no HDF5 support (rebuild with libhdf5-dev installed)", path);
 	H5In *f = h5_open(path);
-	long ns = h5_nsamples(f), *idx = NULL, n = -1;
+	long ns = h5_nsamples(f), *idx;
 	if (!h5_has_meta(f, "geo_accession")) die("%s: meta/samples/geo_accession: not found (samples cannot be listed by id)", path);
-	if (ids) n = h5_select_ids(f, NULL, ids, nids, &idx, NULL, !quiet);
-	for (int k = 0; k < nwhere; k++) {
-		const char *wh = where[k];
-		size_t fl = strcspn(wh, "=~");
-		if (!fl || !wh[fl]) usage_error("--where: %s: expected FIELD=VALUE or FIELD~SUBSTRING", wh);
-		char *field = xmalloc(fl + 1);
-		memcpy(field, wh, fl);
-		field[fl] = 0;
-		long *sel;
-		long m = h5_select_match(f, field, wh + fl + 1, wh[fl] == '=', &sel);
-		free(field);
-		if (n < 0) { idx = sel; n = m; }
-		else { n = intersect(idx, n, sel, m); free(sel); }
-	}
-	if (n < 0) {
-		n = ns;
-		idx = xmallocarray((size_t)n + 1, sizeof(long));
-		for (long i = 0; i < n; i++) idx[i] = i;
-	}
-	if (n == 0) die("%s: no sample matches the selection (--samples-file/--where)", path);
+	long n = h5_select(f, path, ids, nids, where, nwhere, &idx);
 	char *const *gsm = h5_meta(f, "geo_accession");
 	char **s = xmallocarray((size_t)n, sizeof(char *));
 	for (long i = 0; i < n; i++) s[i] = gsm[idx[i]] ? gsm[idx[i]] : "";

@@ -574,3 +574,47 @@ void h5_labels(H5In *f, const char *field, const long *idx, long n, const char *
 { (void)f; (void)field; (void)idx; (void)n; (void)labels; NO_H5(); }
 
 #endif
+
+/* ---- the selection of normalize and --list-samples: built on the calls above, so
+ * it needs no HDF5 of its own ---- */
+
+#include <stdlib.h>
+#include <string.h>
+
+static long intersect(long *a, long na, const long *b, long nb)
+{
+	long i = 0, j = 0, k = 0;
+	while (i < na && j < nb) {
+		if (a[i] < b[j]) i++;
+		else if (a[i] > b[j]) j++;
+		else { a[k++] = a[i]; i++; j++; }
+	}
+	return k;
+}
+
+long h5_select(H5In *f, const char *name, char *const *ids, long nids, char *const *where, int nwhere, long **idx)
+{
+	long *sel = NULL, n = -1;
+	if (ids) n = h5_select_ids(f, NULL, ids, nids, &sel, NULL, !quiet);
+	for (int k = 0; k < nwhere; k++) {
+		const char *wh = where[k];
+		size_t fl = strcspn(wh, "=~");
+		if (!fl || !wh[fl]) usage_error("--where: %s: expected FIELD=VALUE or FIELD~SUBSTRING", wh);
+		char *field = xmalloc(fl + 1);
+		memcpy(field, wh, fl);
+		field[fl] = 0;
+		long *m;
+		long nm = h5_select_match(f, field, wh + fl + 1, wh[fl] == '=', &m);
+		free(field);
+		if (n < 0) { sel = m; n = nm; }
+		else { n = intersect(sel, n, m, nm); free(m); }
+	}
+	if (n < 0) {
+		n = h5_nsamples(f);
+		sel = xmallocarray((size_t)n + 1, sizeof(long));
+		for (long i = 0; i < n; i++) sel[i] = i;
+	}
+	if (n == 0) die("%s: no sample matches the selection (--samples-file/--where)", name);
+	*idx = sel;
+	return n;
+}

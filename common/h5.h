@@ -65,6 +65,10 @@ void h5_free_strs(char **s, int n);
  * insensitive) or equals it (exact = 1; case-sensitive). Reads the field in slices. */
 long h5_select_ids(H5In *f, const char *field, char *const *ids, long nids, long **idx, long *missing, int warn);
 long h5_select_match(H5In *f, const char *field, const char *pattern, int exact, long **idx);
+/* The samples normalize reads: those named in ids (if ids is not NULL) that also match
+ * every where[k] ("FIELD=VALUE" exact, "FIELD~TEXT" contains); every sample when neither
+ * is given. Ascending in *idx (malloc'ed). Dies naming `name` when none is left. */
+long h5_select(H5In *f, const char *name, char *const *ids, long nids, char *const *where, int nwhere, long **idx);
 
 /* Read samples idx[0..n-1] (any order, repeats allowed) as a samples x genes block:
  * out is (n, ngenes) row-major, out[i*ngenes + g] = expression[g, idx[i]].

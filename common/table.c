@@ -562,17 +562,6 @@ static int is_hdf5(const ByteIn *b, size_t avail)
 }
 
 /* a and b ascending; the common elements into a, returns their number */
-static long intersect(long *a, long na, const long *b, long nb)
-{
-	long i = 0, j = 0, k = 0;
-	while (i < na && j < nb) {
-		if (a[i] < b[j]) i++;
-		else if (a[i] > b[j]) j++;
-		else { a[k++] = a[i]; i++; j++; }
-	}
-	return k;
-}
-
 static void open_h5(Table *t, const char *path)
 {
 	const TableOpts *o = &t->o;
@@ -590,27 +579,8 @@ static void open_h5(Table *t, const char *path)
 	t->genes = xmallocarray((size_t)t->ngenes + 1, sizeof(char *));
 	for (int i = 0; i < t->ngenes; i++) t->genes[i] = xstrdup(g[i] ? g[i] : "");
 	/* the selection: ids, then every --where (all must hold) */
-	long *idx = NULL, n = -1;
-	if (o->h5_ids) {
-		long missing = 0;
-		n = h5_select_ids(f, NULL, o->h5_ids, o->h5_nids, &idx, &missing, !quiet);
-	}
-	for (int k = 0; k < o->h5_nwhere; k++) {
-		const char *w = o->h5_where[k];
-		size_t fl = strcspn(w, "=~");
-		char *field = sdup(w, fl);
-		long *sel;
-		long m = h5_select_match(f, field, w + fl + 1, w[fl] == '=', &sel);
-		free(field);
-		if (n < 0) { idx = sel; n = m; }
-		else { n = intersect(idx, n, sel, m); free(sel); }
-	}
-	if (n < 0) {
-		n = ns;
-		idx = xmallocarray((size_t)n + 1, sizeof(long));
-		for (long i = 0; i < n; i++) idx[i] = i;
-	}
-	if (n == 0) die("%s: no sample matches the selection (--samples-file/--where)", t->name);
+	long *idx;
+	long n = h5_select(f, t->name, o->h5_ids, o->h5_nids, o->h5_where, o->h5_nwhere, &idx);
 	t->h5_idx = idx;
 	t->h5_n = n;
 	t->h5_next = 0;
