@@ -10,7 +10,8 @@
  * Properties: no crash or sanitizer report; a malformed request ends in die() with
  * exit status 1; a stream that ends (or says quit) ends in exit(0) with nothing
  * leaked; everything written is a sequence of whole frames {type: "ok"|"error"}
- * (an error with a message string) that train-step's reader accepts.
+ * (an error with a message string) that train-step's reader accepts (at the default
+ * frame limit: the 1 MiB DAPIPE_MAX_FRAME set here bounds the requests, not the answers).
  * Models: init takes "in" up to 2^24 from the request; __wrap_mlp_new refuses
  * architectures above 2^22 weights with die() (the path a failed allocation
  * takes), so that a run is not spent initialising gigabytes. Linked with
@@ -71,6 +72,9 @@ static long check_answers(const char *buf, size_t len)
 	SReader r;
 	sr_open_fd(&r, fd, "answers");
 	r.own_fd = 1;
+	/* DAPIPE_MAX_FRAME (1 MiB here) bounds the requests; an answer may be larger (the
+	 * params of a model the request built): check it against the default limit */
+	r.max_frame = (size_t)2 << 30;
 	const msgpack_object *f;
 	const char *why;
 	long n = 0;
@@ -84,7 +88,10 @@ static long check_answers(const char *buf, size_t len)
 		}
 		n++;
 	}
-	if (k < 0) abort();  /* the stage wrote something that is not a frame */
+	if (k < 0) {  /* the stage wrote something that is not a frame */
+		dprintf(2, "fuzz_stage: answer %ld is not a frame: %s\n", n + 1, why);
+		abort();
+	}
 	sr_close(&r);
 	return n;
 }
