@@ -4,17 +4,40 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define WBUF_BYTES ((size_t)1 << 20)
 
+size_t cgroup_memory_limit(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) return 0;
+	char buf[64];
+	size_t v = 0;
+	if (fgets(buf, sizeof buf, f)) {
+		char *end;
+		unsigned long long x = strtoull(buf, &end, 10);
+		/* cgroup v1 writes "no limit" as a page-rounded LLONG_MAX */
+		if (end != buf && x > 0 && x < (1ull << 60)) v = (size_t)x;
+	}
+	fclose(f);
+	return v;
+}
+
 size_t rows_default_limit(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-	if (pages <= 0 || psize <= 0) return (size_t)1 << 30;
-	return (size_t)pages / 2 * (size_t)psize;
+	size_t mem = pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize : (size_t)2 << 30;
+	/* a container's limit, when lower than the machine's memory (cgroup v2, then v1) */
+	static const char *files[] = { "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		size_t c = cgroup_memory_limit(files[i]);
+		if (c > 0 && c < mem) mem = c;
+	}
+	return mem / 2;
 }
 
 void rows_init(RowStore *s, size_t rowbytes, RowBudget *bud, const char *name)

@@ -61,7 +61,13 @@ void rows_prefetch(RowStore *s, const int *idx, int n);
 int rows_spilled(const RowStore *s);
 void rows_free(RowStore *s);
 
-/* The default limit: half the physical memory (bytes); 1 GiB when it cannot be known. */
+/* The default limit (bytes): half the physical memory, or half the cgroup memory limit
+ * (a container's, v2 memory.max or v1 memory.limit_in_bytes) when that is lower; 1 GiB
+ * when neither can be known. */
 size_t rows_default_limit(void);
+/* The limit in a cgroup memory file (v2 memory.max, v1 memory.limit_in_bytes), in bytes;
+ * 0 when the file is missing or says there is none ("max", or v1's page-rounded
+ * LLONG_MAX). */
+size_t cgroup_memory_limit(const char *path);
 
 #endif

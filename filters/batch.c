@@ -43,7 +43,8 @@
  * then writes an image stream.
  *
  * Memory. The rows of data streams are held in memory up to --memory-limit MB (all
- * inputs together; default half the physical memory); an input that would pass it is
+ * inputs together; default half the physical memory, or of the cgroup memory limit when
+ * lower); an input that would pass it is
  * spilled to a temporary file of fixed-size records in --spill DIR (default $TMPDIR or
  * /tmp; --spill alone spills every input) and its rows are read back with pread in the
  * same seeded order, so the output is the same bytes either way (docs/BATCH.md).
@@ -154,7 +155,8 @@ static void usage(void)
 	       "Memory (data streams; the output is the same bytes either way):\n"
 	       "  --memory-limit MB         hold at most MB MiB of input rows in memory; an input\n"
 	       "                            past it is spilled to a temporary file (default: half\n"
-	       "                            the physical memory; 0: spill every input)\n"
+	       "                            the physical memory, or of the container's memory\n"
+	       "                            limit when lower; 0: spill every input)\n"
 	       "  --spill DIR               folder of the spill files (default: $TMPDIR, else /tmp);\n"
 	       "                            without --memory-limit every input is spilled\n"
 	       "\n"
