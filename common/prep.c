@@ -128,6 +128,7 @@ void stats_free(Stats *s)
 	free(s->raw_sum); free(s->raw_count); free(s->qref); free(s->mean); free(s->sd);
 	if (s->combat) { combat_free(s->combat); free(s->combat); }
 	free(s->combat_column);
+	blob_free(&s->before);
 	memset(s, 0, sizeof *s);
 }
 
@@ -382,6 +383,10 @@ void stats_merge(Stats *out, Stats *const *in, char *const *names, int k)
 			die("%s: statistics with ComBat cannot be merged (ComBat is fitted on the data whole)", names[c]);
 		if (!same_opts(&in[c]->o, &in[0]->o))
 			die("%s: fitted with other transforms than %s; cannot merge", names[c], names[0]);
+		if (!pre_equal(&in[c]->before, &in[0]->before)) {
+			char *a = pre_describe(&in[c]->before), *b = pre_describe(&in[0]->before);
+			die("%s: fitted on data prepared by %s, %s on data prepared by %s; cannot merge", names[c], a, names[0], b);
+		}
 		if (c > 0 && in[c]->ngenes != in[0]->ngenes) differ = 1;
 		for (int g = 0; g < in[c]->ngenes; g++) {
 			if (sm_get(&idx, in[c]->genes[g]) >= 0) continue;
@@ -425,6 +430,11 @@ void stats_merge(Stats *out, Stats *const *in, char *const *names, int k)
 	free(seen);
 	sm_free(&idx);
 	stats_finalize(out);
+	if (in[0]->before.len) {
+		out->before.data = xmalloc(in[0]->before.len);
+		memcpy(out->before.data, in[0]->before.data, in[0]->before.len);
+		out->before.len = in[0]->before.len;
+	}
 }
 
 /* ---- serialisation ---- */
@@ -455,7 +465,7 @@ void stats_to_blob(const Stats *s, Blob *b)
 	if (o->top_variable > 0) steps[ns++] = "top-variable";
 	if (o->zscore) steps[ns++] = "zscore";
 	int with_combat = o->combat && s->combat && s->combat->fitted;
-	sw_map(&w, (s->fitted ? 19 : 8) + (o->combat ? 1 : 0) + with_combat);
+	sw_map(&w, (s->fitted ? 19 : 8) + (o->combat ? 1 : 0) + with_combat + (s->before.len ? 1 : 0));
 	sw_key(&w, "version"); sw_int(&w, 1);
 	sw_key(&w, "steps"); sw_strs(&w, (char *const *)steps, ns);
 	sw_key(&w, "top_variable"); sw_int(&w, o->top_variable);
@@ -476,6 +486,10 @@ void stats_to_blob(const Stats *s, Blob *b)
 		sw_key(&w, "combat");
 		sw_blob(&w, &cb);
 		blob_free(&cb);
+	}
+	if (s->before.len) {
+		sw_key(&w, "before");
+		sw_blob(&w, &s->before);
 	}
 	if (s->fitted) {
 		int g = s->ngenes;
@@ -597,6 +611,80 @@ void stats_from_object(Stats *s, const SReader *r, const msgpack_object *o)
 	} else if (prep_needs_fit(&po)) {
 		sr_fail(r, "preprocessing: steps need fitted statistics, but none are stored");
 	}
+	const msgpack_object *bef = obj_get(o, "before");
+	if (bef && bef->type != MSGPACK_OBJECT_NIL) {
+		/* a well-formed map itself (checked by reading it), kept as it is */
+		Stats t;
+		stats_from_object(&t, r, bef);
+		stats_free(&t);
+		blob_from_object(&s->before, bef);
+	}
+}
+
+/* ---- chains ---- */
+
+int pre_trivial(const Blob *b)
+{
+	if (!b || b->len == 0) return 1;
+	msgpack_unpacked up;
+	const msgpack_object *o = blob_object(b, &up);
+	const msgpack_object *st = o->type == MSGPACK_OBJECT_MAP ? obj_get(o, "steps") : NULL;
+	const msgpack_object *bef = o->type == MSGPACK_OBJECT_MAP ? obj_get(o, "before") : NULL;
+	int t = st && st->type == MSGPACK_OBJECT_ARRAY && st->via.array.size == 0 &&
+	        (!bef || bef->type == MSGPACK_OBJECT_NIL);
+	msgpack_unpacked_destroy(&up);
+	return t;
+}
+
+int pre_equal(const Blob *a, const Blob *b)
+{
+	int ta = pre_trivial(a), tb = pre_trivial(b);
+	if (ta || tb) return ta && tb;
+	/* re-packed, so that two encodings of one map compare equal */
+	msgpack_unpacked ua, ub;
+	Blob ca, cb;
+	blob_from_object(&ca, blob_object(a, &ua));
+	blob_from_object(&cb, blob_object(b, &ub));
+	int eq = ca.len == cb.len && memcmp(ca.data, cb.data, ca.len) == 0;
+	blob_free(&ca);
+	blob_free(&cb);
+	msgpack_unpacked_destroy(&ua);
+	msgpack_unpacked_destroy(&ub);
+	return eq;
+}
+
+static void describe_obj(const msgpack_object *o, FILE *m, int depth)
+{
+	const msgpack_object *bef = obj_get(o, "before");
+	if (bef && bef->type == MSGPACK_OBJECT_MAP && depth < 16) {
+		describe_obj(bef, m, depth + 1);
+		fputs(" then ", m);
+	}
+	const msgpack_object *st = obj_get(o, "steps");
+	fputc('[', m);
+	if (st && st->type == MSGPACK_OBJECT_ARRAY) {
+		for (uint32_t i = 0; i < st->via.array.size; i++) {
+			const msgpack_object *e = &st->via.array.ptr[i];
+			if (e->type == MSGPACK_OBJECT_STR) fprintf(m, "%s%.*s", i ? ", " : "", (int)e->via.str.size, e->via.str.ptr);
+		}
+		if (st->via.array.size == 0) fputs("genes only", m);
+	}
+	fputc(']', m);
+}
+
+char *pre_describe(const Blob *b)
+{
+	if (pre_trivial(b)) return xstrdup("nothing (raw values)");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	if (!m) die("out of memory");
+	msgpack_unpacked up;
+	const msgpack_object *o = blob_object(b, &up);
+	if (o->type == MSGPACK_OBJECT_MAP) describe_obj(o, m, 0);
+	msgpack_unpacked_destroy(&up);
+	if (fclose(m) != 0) die("out of memory");
+	return buf;
 }
 
 void stats_save(const Stats *s, const char *path)

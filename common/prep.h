@@ -59,6 +59,9 @@ typedef struct {
 	double *mean, *sd;      /* (nsel) z-score statistics */
 	char *combat_column;    /* where the batches come from ("domain": the input's domain) */
 	Combat *combat;         /* fitted on W, or NULL */
+	Blob before;            /* the "preprocessing" map of the stream these steps were
+	                         * applied to (len 0: a raw table, or a stream without
+	                         * steps); written as key "before", so chains are kept */
 } Stats;
 
 void stats_init(Stats *s, const PrepOpts *o, char *const *genes, int ngenes);
@@ -83,6 +86,14 @@ void stats_merge(Stats *out, Stats *const *in, char *const *names, int k);
 /* Serialise as the "preprocessing" map and back. name is for messages. */
 void stats_to_blob(const Stats *s, Blob *b);
 void stats_from_object(Stats *s, const SReader *r, const msgpack_object *o);
+/* Chains of preprocessing ("before"): is the map one without steps and without a
+ * "before" (raw values)? Are two maps the same (compared as re-packed msgpack)? The
+ * chain in words, e.g. "[log2] then [log2, zscore]" (owned by the caller). A blob of
+ * len 0 is raw values. */
+int pre_trivial(const Blob *b);
+int pre_equal(const Blob *a, const Blob *b);
+char *pre_describe(const Blob *b);
+
 /* stats file: a stream with header kind "stats"; written atomically */
 void stats_save(const Stats *s, const char *path);
 /* the "preprocessing" map of a stats file or model bundle; kind_out gets the kind */

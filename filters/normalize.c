@@ -817,6 +817,30 @@ int main(int argc, char **argv)
 			die("%s: --combat %s: this input has no metadata columns (a stream, GCT or genes-as-rows table); "
 			    "--combat domain corrects between inputs", in->name, combat_col);
 	}
+	/* what the inputs were prepared by (a stream's "preprocessing"; a table: raw values).
+	 * It goes into the output's preprocessing as "before", so that statistics or a model
+	 * made from this output are applied only to data prepared the same way. */
+	Blob in_pre = { 0 };
+	for (int i = 0; i < nin; i++) {
+		const Blob *b = ins[i].t.format == TF_STREAM ? header_get(&ins[i].t.din.h, "preprocessing") : NULL;
+		if (i == 0) {
+			if (!pre_trivial(b)) { in_pre.data = xmalloc(b->len); memcpy(in_pre.data, b->data, b->len); in_pre.len = b->len; }
+		} else if (!pre_equal(b, &in_pre)) {
+			char *d1 = pre_describe(b), *d0 = pre_describe(&in_pre);
+			die("%s: prepared by %s, but %s by %s: join inputs prepared alike", ins[i].name, d1, ins[0].name, d0);
+		}
+	}
+	if (have_S && S.before.len && !pre_equal(&S.before, &in_pre)) {
+		char *want = pre_describe(&S.before), *got = pre_describe(&in_pre);
+		const char *p = stats_path ? stats_path : like_path;
+		die("%s: prepared by %s, but %s was fitted on data prepared by %s: prepare it that way first "
+		    "and pipe it in (see docs/NORMALIZE.md, \"Chains\")", ins[0].name, got, p, want);
+	}
+	if (have_S) {
+		if (!S.before.len) S.before = in_pre;  /* applied on top of the input's steps */
+		else blob_free(&in_pre);               /* the same chain */
+	}
+
 	int any_h5 = 0;
 	for (int i = 0; i < nin; i++) any_h5 |= ins[i].t.format == TF_HDF5;
 	if (!any_h5 && (samples_file || topt.h5_nwhere || topt.h5_label_field))
@@ -839,6 +863,7 @@ int main(int argc, char **argv)
 	whole = fit || (any_text_labels && !fixed_classes);
 	if (!have_S) {
 		stats_init(&S, &popt, W, nW);
+		S.before = in_pre;
 		if (popt.combat) S.combat_column = xstrdup(combat_col);
 	}
 

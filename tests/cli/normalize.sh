@@ -264,3 +264,42 @@ err_is "normalize: $TMP/cb.stats: statistics with ComBat cannot be merged (ComBa
 printf "G1\nG6\n" >"$TMP/g6.txt"
 run normalize-11.19 1 normalize -q --combat batch --log2 --label-column label --genes "$TMP/g6.txt" "$TMP/short.csv"
 err_is "normalize: sample 'S1' lacks gene G6: ComBat needs every gene in every sample (align the inputs with --genes to their common genes, or --missing mean)"
+
+# ---- 12. chains: preprocessing applied on top of a prepared stream records what came before
+S12="$ROOT/samples/tcga.csv.gz"
+normalize -q --log2 --label-column tissue "$S12" >"$TMP/c1.mpk"
+run normalize-12.1 0 normalize -q --format stream --zscore --fit-stats "$TMP/c2.stats" "$TMP/c1.mpk"
+cp "$OUT" "$TMP/c2.mpk"
+normalize --show header "$TMP/c2.mpk" >"$TMP/c2.h"
+ok normalize-12.1-before grep -q '"steps": \["zscore"\].*"before": {"version": 1, "steps": \["log2"\]' "$TMP/c2.h"
+# the statistics refuse raw values, naming both chains
+run normalize-12.2 1 normalize -q --stats "$TMP/c2.stats" --label-column tissue "$S12"
+err_is "normalize: $S12: prepared by nothing (raw values), but $TMP/c2.stats was fitted on data prepared by [log2]: prepare it that way first and pipe it in (see docs/NORMALIZE.md, \"Chains\")"
+# ... and data prepared otherwise
+normalize -q --cpm --log2 --label-column tissue "$S12" >"$TMP/c3.mpk"
+run normalize-12.3 1 normalize -q --stats "$TMP/c2.stats" "$TMP/c3.mpk"
+err_has "prepared by [cpm, log2], but $TMP/c2.stats was fitted on data prepared by [log2]"
+# prepared the same way, piped in: the same values as the fit's own output, the same chain
+normalize -q --log2 --label-column tissue "$S12" | normalize -q --stats "$TMP/c2.stats" >"$TMP/c4.mpk"
+ok normalize-12.4 test $? -eq 0
+ok normalize-12.4-values cmp -s "$TMP/c2.mpk" "$TMP/c4.mpk"
+# chains of three: the own statistics of a stream prepared by saved statistics
+normalize -q --format stream --zscore --fit-stats "$TMP/c5.stats" "$TMP/c4.mpk" >/dev/null
+normalize --show header "$TMP/c5.stats" >"$TMP/c5.h"
+ok normalize-12.5 grep -q '"steps": \["zscore"\].*"before": {"version": 1, "steps": \["zscore"\].*"before": {"version": 1, "steps": \["log2"\]' "$TMP/c5.h"
+run normalize-12.6 1 normalize -q --stats "$TMP/c5.stats" "$TMP/c1.mpk"
+err_has "prepared by [log2], but $TMP/c5.stats was fitted on data prepared by [log2] then [zscore]"
+# inputs prepared differently are not joined
+run normalize-12.7 1 normalize -q --format stream "$TMP/c1.mpk" "$TMP/c3.mpk"
+err_is "normalize: $TMP/c3.mpk: prepared by [cpm, log2], but $TMP/c1.mpk by [log2]: join inputs prepared alike"
+# streams without steps (raw values) join, as tables do
+gzip -dc "$S12" | head -n 51 >"$TMP/c6a.csv"
+gzip -dc "$S12" | sed -n '1p;52,101p' >"$TMP/c6b.csv"
+normalize -q --label-column tissue "$TMP/c6a.csv" >"$TMP/c6a.mpk"
+normalize -q --label-column tissue "$TMP/c6b.csv" >"$TMP/c6b.mpk"
+run normalize-12.8 0 normalize -q --format stream --log2 "$TMP/c6a.mpk" "$TMP/c6b.mpk"
+# statistics fitted on differently prepared data do not merge
+normalize -q --zscore --fit-stats "$TMP/c7.stats" --label-column tissue "$S12" >/dev/null
+run normalize-12.9 1 normalize -q --merge-stats "$TMP/c8.stats" "$TMP/c2.stats" "$TMP/c7.stats"
+err_is "normalize: $TMP/c7.stats: fitted on data prepared by nothing (raw values), $TMP/c2.stats on data prepared by [log2]; cannot merge"
+ok normalize-12.9-nothing test ! -e "$TMP/c8.stats"
