@@ -5,7 +5,7 @@
 set -eu
 PKGS="gcc clang libclang-rt-14-dev make pkg-config libopenblas-dev libcsv-dev libmsgpack-dev zlib1g-dev \
 libpng-dev libjpeg-dev libhdf5-dev parallel gnuplot-nox python3 python3-msgpack python3-numpy \
-python3-pandas time"
+python3-pandas time valgrind"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
