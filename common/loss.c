@@ -1,12 +1,14 @@
 /* loss.c: the losses of nn.h: softmax cross-entropy (class weights, label smoothing,
  * ignored rows; PyTorch semantics), binary cross-entropy with logits, and the mean
- * softplus used by the WGAN-GP critic and encoder losses. All use the stable forms
+ * softplus used by the WGAN-GP critic and encoder losses, the last two also with row
+ * weights (importance-weighted alignment). All use the stable forms
  * (log-sum-exp with the row maximum subtracted; softplus(z) = max(z,0) + log1p(exp(-|z|))).
  * Each returns the loss and WRITES its gradient (the start of backward). */
 #include "nn.h"
 #include "util.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 float softmax_xent(float *dlogits, float *probs, int *ncorrect, const float *logits, const int32_t *y,
@@ -108,4 +110,63 @@ float mean_softplus(float *ds, const float *s, float sign, int B)
 		if (ds) ds[i] = sign * sigmoidf(z) / (float)B;
 	}
 	return B > 0 ? (float)(sum / B) : 0.0f;
+}
+
+float bce_logits_w(float *dlogit, const float *logit, const float *t, const float *w, int B)
+{
+	/* loss = (1/B) sum_i w_i [ softplus(x_i) - x_i t_i ]
+	 * dloss/dx_i = w_i (sigmoid(x_i) - t_i) / B */
+	if (!w) return bce_logits(dlogit, logit, t, B);
+	double sum = 0.0;
+	for (int i = 0; i < B; i++) {
+		float x = logit[i];
+		sum += (double)w[i] * (softplusf(x) - x * t[i]);
+		if (dlogit) dlogit[i] = w[i] * (sigmoidf(x) - t[i]) / (float)B;
+	}
+	return B > 0 ? (float)(sum / B) : 0.0f;
+}
+
+float mean_softplus_w(float *ds, const float *s, const float *w, float sign, int B)
+{
+	/* loss = (1/B) sum_i w_i softplus(sign * s_i); dloss/ds_i = w_i sign sigmoid(sign s_i) / B */
+	if (!w) return mean_softplus(ds, s, sign, B);
+	double sum = 0.0;
+	for (int i = 0; i < B; i++) {
+		float z = sign * s[i];
+		sum += (double)w[i] * softplusf(z);
+		if (ds) ds[i] = w[i] * sign * sigmoidf(z) / (float)B;
+	}
+	return B > 0 ? (float)(sum / B) : 0.0f;
+}
+
+int prior_shift_em(double *q, const float *P, int n, int K, const double *p, int max_iter, double tol)
+{
+	double *nq = xcalloc((size_t)K + 1, sizeof(double)), *r = xcalloc((size_t)K + 1, sizeof(double));
+	for (int c = 0; c < K; c++) q[c] = p[c];
+	int it = 0;
+	while (it < max_iter && n > 0) {
+		it++;
+		memset(nq, 0, sizeof(double) * K);
+		for (int j = 0; j < n; j++) {
+			const float *pj = P + (size_t)j * K;
+			double z = 0;
+			for (int c = 0; c < K; c++) {
+				r[c] = p[c] > 0 ? pj[c] * q[c] / p[c] : 0;
+				z += r[c];
+			}
+			if (z > 0) for (int c = 0; c < K; c++) nq[c] += r[c] / z;
+		}
+		double sum = 0, d = 0;
+		for (int c = 0; c < K; c++) sum += nq[c];
+		if (!(sum > 0)) break;
+		for (int c = 0; c < K; c++) {
+			double v = nq[c] / sum;
+			d += fabs(v - q[c]);
+			q[c] = v;
+		}
+		if (d < tol) break;
+	}
+	free(nq);
+	free(r);
+	return it;
 }

@@ -57,6 +57,18 @@ float bce_logits(float *dlogit, const float *logit, const float *t, int B);
  * critic:  -mean softplus(D(zs)) + mean softplus(D(zt))  (= -sp(+1, Ds) + sp(+1, Dt))
  * encoder: -mean softplus(D(zt)) */
 float mean_softplus(float *ds, const float *s, float sign, int B);
+/* the same with row weights w (B), w >= 0, or NULL (all 1): (1/B) sum_i w_i l_i, not
+ * normalised by sum w (importance weights keep their scale); the domain losses of
+ * importance-weighted alignment (train-step --align weighted) */
+float bce_logits_w(float *dlogit, const float *logit, const float *t, const float *w, int B);
+float mean_softplus_w(float *ds, const float *s, const float *w, float sign, int B);
+/* Label shift: the target class proportions q (K) under which a classifier trained
+ * with class proportions p (K) produced the probabilities P (n,K) on target rows, by
+ * EM (Saerens, Latinne & Decaestecker 2002; maximum likelihood when p(x|y) is shared):
+ * q = p, then r_jc = P_jc q_c/p_c / sum_k P_jk q_k/p_k and q_c = mean_j r_jc until q
+ * moves less than tol in L1 or after max_iter rounds. Classes with p_c = 0 get q_c = 0.
+ * Returns the rounds used. Importance weights of the source rows: w_c = q_c / p_c. */
+int prior_shift_em(double *q, const float *P, int n, int K, const double *p, int max_iter, double tol);
 
 /* ---- MLP ---- */
 typedef enum { ACT_RELU, ACT_LEAKY_RELU, ACT_TANH, ACT_COUNT } Act;

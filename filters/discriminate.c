@@ -76,12 +76,37 @@ static _Noreturn void usage(void)
 
 /* ---- the stage ---- */
 
+/* optional row weights KEY f32 (n), each finite and >= 0 (importance-weighted
+ * alignment): 1 with *w NULL when absent, 1 with *w set when good, 0 (a stage
+ * error answered) when bad */
+static int req_weights(Stage *s, const msgpack_object *req, const char *key, int n, Tensor *t, const float **w)
+{
+	*w = NULL;
+	memset(t, 0, sizeof *t);
+	if (!obj_get(req, key)) return 1;
+	get_tensor(&s->in, req, key, DT_F32, 1, t);
+	if (t->shape[0] != n) {
+		stage_error(s, "%s has %lld rows, expected %d", key, (long long)t->shape[0], n);
+		return 0;
+	}
+	const float *v = t->data;
+	for (int i = 0; i < n; i++)
+		if (!(v[i] >= 0 && isfinite(v[i]))) {
+			stage_error(s, "%s[%d] = %g: a weight must be finite and at least 0", key, i, v[i]);
+			return 0;
+		}
+	*w = v;
+	return 1;
+}
+
 static int dann(Stage *s, const msgpack_object *req)
 {
-	Tensor z, d;
+	Tensor z, d, wt;
 	int in = mlp_spec(s->m)->in;
 	int B = req_matrix(s, req, "z", in, &z);
 	get_tensor(&s->in, req, "d", DT_I32, 1, &d);
+	const float *rw = NULL;
+	memset(&wt, 0, sizeof wt);
 	double lambda = get_num(&s->in, req, "lambda");
 	int train = req_bool(&s->in, req, "train", 1);
 	const msgpack_object *lr = obj_get(req, "lr");
@@ -94,6 +119,7 @@ static int dann(Stage *s, const msgpack_object *req)
 		stage_error(s, "dann: a training batch of 1 row would reach BatchNorm");
 		goto out;
 	}
+	if (!req_weights(s, req, "w", B, &wt, &rw)) goto out;
 	float *t = xmallocarray((size_t)B, sizeof(float)), *dl = xmallocarray((size_t)B, sizeof(float));
 	for (int i = 0; i < B; i++) {
 		if (dd[i] != 0 && dd[i] != 1) {
@@ -104,7 +130,8 @@ static int dann(Stage *s, const msgpack_object *req)
 		t[i] = (float)dd[i];
 	}
 	const float *logit = mlp_forward(s->m, z.data, B, train);
-	float loss = bce_logits(dl, logit, t, B);
+	/* with w: (1/B) sum_i w_i BCE_i, the importance-weighted domain loss */
+	float loss = bce_logits_w(dl, logit, t, rw, B);
 	int correct = 0;
 	for (int i = 0; i < B; i++) correct += (logit[i] > 0) == (dd[i] == 1);
 	float *dz = NULL;
@@ -129,6 +156,7 @@ static int dann(Stage *s, const msgpack_object *req)
 out:
 	tensor_free(&z);
 	tensor_free(&d);
+	tensor_free(&wt);
 	return 1;
 }
 
@@ -147,10 +175,12 @@ static float gen_loss(Stage *s, const float *zt, int B, float *dzt)
 
 static int critic(Stage *s, const msgpack_object *req, int step)
 {
-	Tensor zs, zt;
+	Tensor zs, zt, wt;
 	int in = mlp_spec(s->m)->in;
 	int Bs = 0, Bt = req_matrix(s, req, "zt", in, &zt);
+	const float *ws = NULL;
 	memset(&zs, 0, sizeof zs);
+	memset(&wt, 0, sizeof wt);
 	if (step) Bs = req_matrix(s, req, "zs", in, &zs);
 	if (Bt < 1 || (step && Bs < 1)) {
 		stage_error(s, "%s: needs at least one source and one target row", step ? "critic_step" : "gen_loss");
@@ -159,36 +189,51 @@ static int critic(Stage *s, const msgpack_object *req, int step)
 	float loss = 0, gap = 0, gp = 0, gl = 0;
 	int gen = !step || req_bool(&s->in, req, "gen", 0);
 	if (step) {
+		if (!req_weights(s, req, "ws", Bs, &wt, &ws)) goto out;
 		double gpw = opt_num(&s->in, req, "gp_weight", 10);
 		double lr = get_num(&s->in, req, "lr");
+		/* iters critic updates on these z (WDGRL's inner loop: n critic steps per
+		 * encoder step), each with fresh interpolates; the answer reports the last */
+		double it = opt_num(&s->in, req, "iters", 1);
+		if (!(it >= 1 && it <= 1000) || it != floor(it)) {
+			stage_error(s, "critic_step: iters %g is not an integer from 1 to 1000", it);
+			goto out;
+		}
+		int iters = (int)it;
 		int B = Bs + Bt, n = Bs > Bt ? Bs : Bt;
 		float *cat = xmallocarray((size_t)B * in, sizeof(float));
 		memcpy(cat, zs.data, zs.nbytes);
 		memcpy(cat + (size_t)Bs * in, zt.data, zt.nbytes);
-		mlp_zero_grad(s->m);
-		/* one forward of [zs; zt]: the critic has no BatchNorm, rows are independent.
-		 * zs and zt are detached copies of the encoder output: nothing flows back. */
-		const float *sc = mlp_forward(s->m, cat, B, 1);
 		float *ds = xmallocarray((size_t)B, sizeof(float));
-		float ls = mean_softplus(ds, sc, 1.0f, Bs);
-		float lt = mean_softplus(ds + Bs, sc + Bs, 1.0f, Bt);
-		double ms = 0, mt = 0;
-		for (int i = 0; i < Bs; i++) ms += sc[i];
-		for (int i = 0; i < Bt; i++) mt += sc[Bs + i];
-		gap = (float)(ms / Bs - mt / Bt);
-		/* critic loss = -mean softplus(D(zs)) + mean softplus(D(zt)) */
-		for (int i = 0; i < Bs; i++) ds[i] = -ds[i];
-		mlp_backward(s->m, ds, NULL);
-		/* gradient penalty on interpolates xhat = a zs + (1 - a) zt, a ~ U(0,1) per row */
 		float *xh = xmallocarray((size_t)n * in, sizeof(float));
-		const float *ps = zs.data, *pt = zt.data;
-		Rng *rng = mlp_rng(s->m);
-		for (int i = 0; i < n; i++) {
-			float a = (float)rng_uniform(rng);
-			const float *u = ps + (size_t)(i % Bs) * in, *v = pt + (size_t)(i % Bt) * in;
-			for (int j = 0; j < in; j++) xh[(size_t)i * in + j] = a * u[j] + (1 - a) * v[j];
+		for (int iter = 0; iter < iters; iter++) {
+			mlp_zero_grad(s->m);
+			/* one forward of [zs; zt]: the critic has no BatchNorm, rows are independent.
+			 * zs and zt are detached copies of the encoder output: nothing flows back. */
+			const float *sc = mlp_forward(s->m, cat, B, 1);
+			/* with ws: the source term weighted, (1/Bs) sum_i ws_i softplus(D(zs_i)) */
+			float ls = mean_softplus_w(ds, sc, ws, 1.0f, Bs);
+			float lt = mean_softplus(ds + Bs, sc + Bs, 1.0f, Bt);
+			double ms = 0, mt = 0;
+			for (int i = 0; i < Bs; i++) ms += sc[i];
+			for (int i = 0; i < Bt; i++) mt += sc[Bs + i];
+			gap = (float)(ms / Bs - mt / Bt);
+			/* critic loss = -mean softplus(D(zs)) + mean softplus(D(zt)) */
+			for (int i = 0; i < Bs; i++) ds[i] = -ds[i];
+			mlp_backward(s->m, ds, NULL);
+			/* gradient penalty on interpolates xhat = a zs + (1 - a) zt, a ~ U(0,1) per row */
+			const float *ps = zs.data, *pt = zt.data;
+			Rng *rng = mlp_rng(s->m);
+			for (int i = 0; i < n; i++) {
+				float a = (float)rng_uniform(rng);
+				const float *u = ps + (size_t)(i % Bs) * in, *v = pt + (size_t)(i % Bt) * in;
+				for (int j = 0; j < in; j++) xh[(size_t)i * in + j] = a * u[j] + (1 - a) * v[j];
+			}
+			gp = mlp_gradient_penalty(s->m, xh, n, (float)gpw);
+			if (isnan(gp)) break;
+			loss = -ls + lt + gp;
+			stage_step(s, lr);
 		}
-		gp = mlp_gradient_penalty(s->m, xh, n, (float)gpw);
 		free(xh);
 		free(ds);
 		free(cat);
@@ -197,8 +242,6 @@ static int critic(Stage *s, const msgpack_object *req, int step)
 			stage_error(s, "critic_step: the gradient penalty needs a critic without norm and dropout");
 			goto out;
 		}
-		loss = -ls + lt + gp;
-		stage_step(s, lr);
 	}
 	float *dzt = NULL;
 	if (gen) {
@@ -224,6 +267,7 @@ static int critic(Stage *s, const msgpack_object *req, int step)
 out:
 	tensor_free(&zs);
 	tensor_free(&zt);
+	tensor_free(&wt);
 	return 1;
 }
 

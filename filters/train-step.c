@@ -48,6 +48,12 @@ enum { SEL_DEFAULT = -1, SEL_TARGET_VAL, SEL_LAST, SEL_V };
 static const char *select_name(int s) { return s == SEL_TARGET_VAL ? "target-val" : s == SEL_LAST ? "last" : val_names[s - SEL_V]; }
 #define POOL_MAX 2048
 static const char *optim_names[3] = { "adam", "adamw", "sgd" };
+/* --align: what the domain head aligns. marginal: p(z) of source and target (DANN,
+ * WDGRL); weighted: the source rows weighted by w_c = p_T(c)/p_S(c), p_T estimated
+ * each epoch from the classifier's predictions on the unlabelled target rows
+ * (IWDAN / IWWD, Combes et al. 2020; docs/MATH.md) */
+enum { AL_MARGINAL, AL_WEIGHTED, AL_COUNT };
+static const char *align_names[AL_COUNT] = { "marginal", "weighted" };
 
 #define VAL_CHUNK 1024
 
@@ -62,8 +68,8 @@ typedef struct {
 	int method;
 	const char *out, *metrics, *checkpoint, *resume, *input;
 	long epochs_max;
-	double lr, wd, adapt_w, gp_weight, min_delta;
-	int optim, wsched_ganin, lrsched_ganin, select;
+	double lr, wd, adapt_w, gp_weight, min_delta, critic_lr;
+	int optim, wsched_ganin, lrsched_ganin, select, align;
 	long n_critic, patience;
 	long long seed;
 	char *cmd[3];
@@ -87,6 +93,9 @@ typedef struct {
 	long start_epoch;
 	int best_epoch, bad;
 	double best_acc;
+	double *src_count;  /* (K) source training labels seen (class priors p_S) */
+	double *cw;         /* (K) --align weighted: the class weights w_c of the domain loss */
+	int have_cw;
 	Blob best[3];
 	int have_best;
 	char *csv;        /* metrics rows so far */
@@ -116,8 +125,15 @@ static _Noreturn void usage(void)
 	       "  --adapt-weight W        weight of the adaptation term (default 1)\n"
 	       "  --weight-schedule S     constant or ganin: W * (2/(1+exp(-10p)) - 1) (default constant)\n"
 	       "  --lr-schedule S         constant or ganin: lr / (1+10p)^0.75 (default constant)\n"
-	       "  --n-critic N            wgan-gp: encoder adversarial update every N critic steps (default 5)\n"
+	       "  --n-critic N            wgan-gp: critic updates per encoder update, on each batch (default 5)\n"
 	       "  --gp-weight X           wgan-gp: gradient penalty weight (default 10)\n"
+	       "  --critic-lr X           wgan-gp: the critic's learning rate (default: --lr, as in the\n"
+	       "                          published code; with --lr-schedule ganin it decays the same way)\n"
+	       "  --align A               dann and wgan-gp: marginal (source and target latent\n"
+	       "                          distributions) or weighted (source rows of class c weighted\n"
+	       "                          by p_T(c)/p_S(c), target proportions re-estimated every epoch\n"
+	       "                          from the predictions on the unlabelled target rows)\n"
+	       "                          (default marginal)\n"
 	       "  --patience N            early stopping: epochs without improvement (default 10)\n"
 	       "  --min-delta X           early stopping: smallest improvement of accuracy (default 0)\n"
 	       "  --select S              the model kept and early stopping: target-val, last, or a\n"
@@ -242,8 +258,10 @@ static void drain(T *t)
 
 static void pack_config(T *t, SWriter *w)
 {
-	sw_map(w, 19);
+	sw_map(w, 21);
 	sw_key(w, "method"); sw_str(w, method_names[t->method]);
+	sw_key(w, "align"); sw_str(w, align_names[t->align]);
+	sw_key(w, "critic_lr"); sw_double(w, t->critic_lr);
 	sw_key(w, "mode"); sw_str(w, t->supervised ? "supervised" : "unsupervised");
 	sw_key(w, "optimizer"); sw_str(w, optim_names[t->optim]);
 	sw_key(w, "lr"); sw_double(w, t->lr);
@@ -469,10 +487,13 @@ static _Noreturn void nan_stop(T *t, long epoch, long step, const char *what, do
 static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 {
 	SReader *r = &t->r;
-	Tensor xs, ys, xt, yt;
-	get_tensor(r, f, "xs", DT_F32, 2, &xs);
+	/* the rows stay where the reader put them (in the encoder's shared memory when it
+	 * took it): they are sent by reference or copied once, never copied out first */
+	TensorView xs, xt;
+	Tensor ys, yt;
+	get_tensor_view(r, f, "xs", DT_F32, 2, &xs);
 	get_tensor(r, f, "ys", DT_I32, 1, &ys);
-	get_tensor(r, f, "xt", DT_F32, 2, &xt);
+	get_tensor_view(r, f, "xt", DT_F32, 2, &xt);
 	get_tensor(r, f, "yt", DT_I32, 1, &yt);
 	int Bs = (int)xs.shape[0], Bt = (int)xt.shape[0], F = t->F, H = t->H;
 	if (xs.shape[1] != F || xt.shape[1] != F) sr_fail(r, "batch: x has the wrong number of columns (expected %d)", F);
@@ -491,30 +512,39 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	t->lr_now = lr;
 	t->lambda_now = adapt ? lam : 0;
 
-	/* the rows to encode: X (B,F); src rows first */
-	int B = 0, ns = 0;
-	/* built in place in the encoder's shared memory when it can be (no copy to send it) */
-	float *X = peer_shm_f32(&t->st[0], Bs + Bt, F), *Xheap = NULL;
-	if (!X) X = Xheap = xmallocarray((size_t)(Bs + Bt) * F + 1, sizeof(float));
+	/* the rows to encode: X (B,F) = [xs; xt] as row blocks (src rows first), or the
+	 * labelled target rows gathered (target-only) */
+	int B = 0, ns = 0, nparts = 0;
+	const float *part[2];
+	int64_t part_rows[2];
+	float *Xheap = NULL;
 	int32_t *Y = xmallocarray((size_t)(Bs + Bt) + 1, sizeof(int32_t));
 	if (t->method != M_TARGET_ONLY) {
-		memcpy(X, xs.data, xs.nbytes);
+		part[nparts] = xs.data;
+		part_rows[nparts++] = Bs;
 		memcpy(Y, ysv, ys.nbytes);
 		B = ns = Bs;
+		for (int i = 0; i < Bs; i++) if (ysv[i] >= 0) t->src_count[ysv[i]]++;
 	}
 	if (adapt) {
 		if (Bt < 1) sr_fail(r, "batch: no target rows; %s needs target rows", method_names[t->method]);
-		memcpy(X + (size_t)B * F, xt.data, xt.nbytes);
+		part[nparts] = xt.data;
+		part_rows[nparts++] = Bt;
 		memcpy(Y + B, ytv, yt.nbytes);
 		B += Bt;
 	} else if (t->method == M_TARGET_ONLY) {
+		/* built in place in the encoder's shared memory when it can be (no copy to send it) */
+		float *X = peer_shm_f32(&t->st[0], Bt, F);
+		if (!X) X = Xheap = xmallocarray((size_t)Bt * F + 1, sizeof(float));
 		for (int i = 0; i < Bt; i++)
 			if (ytv[i] >= 0) {
-				memcpy(X + (size_t)B * F, (const float *)xt.data + (size_t)i * F, sizeof(float) * F);
+				memcpy(X + (size_t)B * F, (const char *)xt.data + sizeof(float) * (size_t)i * F, sizeof(float) * F);
 				Y[B++] = ytv[i];
 			}
+		part[nparts] = X;
+		part_rows[nparts++] = B;
 	}
-	tensor_free(&xs); tensor_free(&ys); tensor_free(&xt); tensor_free(&yt);
+	tensor_free(&ys); tensor_free(&yt);
 	if (B < 2) {
 		t->nskipped++;
 		free(Xheap); free(Y);
@@ -524,7 +554,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	/* encoder forward (training mode) */
 	Peer *enc = &t->st[0], *cls = &t->st[1], *dis = &t->st[2];
 	SWriter *w = peer_request(enc, "forward", 3);
-	sw_key(w, "x"); peer_tensor_f32(enc, B, F, 1, (const float *const[1]){ X }, (int64_t[1]){ B });
+	sw_key(w, "x"); peer_tensor_f32(enc, B, F, nparts, part, part_rows);
 	sw_key(w, "train"); sw_bool(w, 1);
 	peer_send(enc);
 	Tensor zt_;
@@ -552,25 +582,40 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	}
 	int gen = 0;
 	if (adapt) {
-		int64_t shz[2] = { B, H }, shs[2] = { ns, H }, sht[2] = { B - ns, H }, shd[1] = { B };
+		int64_t shz[2] = { B, H }, shs[2] = { ns, H }, sht[2] = { B - ns, H }, shd[1] = { B }, shw[1] = { ns };
+		/* --align weighted: source row i weighted by w_{y_i} in the domain loss
+		 * (weight 1 until the first estimate, after epoch 0, and for unlabelled rows) */
+		float *RW = NULL;
+		if (t->align == AL_WEIGHTED && t->have_cw) {
+			RW = xmallocarray((size_t)B, sizeof(float));
+			for (int i = 0; i < B; i++) RW[i] = i < ns && Y[i] >= 0 ? (float)t->cw[Y[i]] : 1.0f;
+		}
 		if (t->method == M_DANN) {
 			int32_t *D = xmallocarray((size_t)B, sizeof(int32_t));
 			for (int i = 0; i < B; i++) D[i] = i >= ns;
-			w = peer_request(dis, "dann", 5);
+			w = peer_request(dis, "dann", RW ? 6 : 5);
 			sw_key(w, "z"); sw_tensor(w, DT_F32, 2, shz, Z);
 			sw_key(w, "d"); sw_tensor(w, DT_I32, 1, shd, D);
 			sw_key(w, "lambda"); sw_double(w, lam);
 			sw_key(w, "lr"); sw_double(w, lr);
+			if (RW) { sw_key(w, "w"); sw_tensor(w, DT_F32, 1, shd, RW); }
 			free(D);
 		} else {
-			gen = t->gstep % t->n_critic == t->n_critic - 1;
-			w = peer_request(dis, "critic_step", 6);
+			/* WDGRL (Shen et al. 2018), WGAN-GP (Gulrajani et al. 2017): n_critic critic
+			 * updates per encoder update, here on this batch's detached z; then the
+			 * encoder's adversarial gradient, every batch, beside its class loss */
+			gen = 1;
+			w = peer_request(dis, "critic_step", RW ? 8 : 7);
+			sw_key(w, "iters"); sw_int(w, t->n_critic);
 			sw_key(w, "zs"); sw_tensor(w, DT_F32, 2, shs, Z);
 			sw_key(w, "zt"); sw_tensor(w, DT_F32, 2, sht, Z + (size_t)ns * H);
 			sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
-			sw_key(w, "lr"); sw_double(w, lr);
+			/* the critic's own rate, decayed like the encoder's */
+			sw_key(w, "lr"); sw_double(w, t->critic_lr * (lr / t->lr));
 			sw_key(w, "gen"); sw_bool(w, gen);
+			if (RW) { sw_key(w, "ws"); sw_tensor(w, DT_F32, 1, shw, RW); }
 		}
+		free(RW);
 		peer_send(dis);
 	}
 	float *dZ = xcalloc((size_t)B * H, sizeof(float));
@@ -696,6 +741,33 @@ static int argmax(const float *p, int K)
 	return b;
 }
 
+/* --align weighted: the class weights w_c = q_c / p_c of the domain loss, with p the
+ * source class proportions seen in training and q the target class proportions,
+ * estimated from the current classifier's probabilities P (n,K) on the unlabelled
+ * target rows by EM (prior_shift_em, nn.h). A class absent from the source keeps
+ * weight 1. */
+static void estimate_weights(T *t, const float *P, int n)
+{
+	int K = t->K;
+	double tot = 0;
+	for (int c = 0; c < K; c++) tot += t->src_count[c];
+	if (n < 1 || tot <= 0) return;
+	double *p = xcalloc((size_t)K, sizeof(double)), *q = xcalloc((size_t)K, sizeof(double));
+	for (int c = 0; c < K; c++) p[c] = t->src_count[c] / tot;
+	prior_shift_em(q, P, n, K, p, 1000, 1e-6);
+	for (int c = 0; c < K; c++) t->cw[c] = p[c] > 0 ? q[c] / p[c] : 1;
+	t->have_cw = 1;
+	if (progress_on) {
+		char buf[4096];
+		size_t o = 0;
+		for (int c = 0; c < K && o + 32 < sizeof buf; c++)
+			o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%.3f", c ? " " : "", q[c]);
+		info("target class proportions (EM): %s", buf);
+	}
+	free(p);
+	free(q);
+}
+
 /* every validator on the current model: t->score[] (raw values, NAN where the data
  * is missing) and t->tval (target validation accuracy) */
 static void validate_epoch(T *t, long e)
@@ -718,6 +790,7 @@ static void validate_epoch(T *t, long e)
 	}
 	if (tp->n) {
 		infer(t, tp->x, tp->n, &Zt, &Pt);
+		if (t->align == AL_WEIGHTED) estimate_weights(t, Pt, tp->n);
 		t->score[VAL_ENTROPY] = val_entropy(Pt, tp->n, t->K);
 		t->score[VAL_IM] = val_im(Pt, tp->n, t->K);
 		t->score[VAL_SND] = val_snd(Pt, tp->n, t->K, 0.05);
@@ -880,7 +953,7 @@ int main(int argc, char **argv)
 	util_init(argv[0]);
 	enum {
 		O_METHOD = 256, O_OUT, O_METRICS, O_EPOCHS, O_LR, O_WD, O_OPTIM, O_AW, O_WS, O_LS, O_NC, O_GP,
-		O_PAT, O_MD, O_SEL, O_SCORES, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET, O_STO
+		O_CLR, O_ALIGN, O_PAT, O_MD, O_SEL, O_SCORES, O_CK, O_RES, O_SEED, O_ENC, O_CLS, O_DIS, O_EL, O_ED, O_CL, O_DL, O_PROG, O_QUIET, O_STO
 	};
 	static const struct option opts[] = {
 		{ "method", required_argument, 0, O_METHOD }, { "out", required_argument, 0, O_OUT },
@@ -889,6 +962,7 @@ int main(int argc, char **argv)
 		{ "optimizer", required_argument, 0, O_OPTIM }, { "adapt-weight", required_argument, 0, O_AW },
 		{ "weight-schedule", required_argument, 0, O_WS }, { "lr-schedule", required_argument, 0, O_LS },
 		{ "n-critic", required_argument, 0, O_NC }, { "gp-weight", required_argument, 0, O_GP },
+		{ "critic-lr", required_argument, 0, O_CLR }, { "align", required_argument, 0, O_ALIGN },
 		{ "patience", required_argument, 0, O_PAT }, { "min-delta", required_argument, 0, O_MD },
 		{ "select", required_argument, 0, O_SEL }, { "checkpoint", required_argument, 0, O_CK },
 		{ "scores", required_argument, 0, O_SCORES },
@@ -944,6 +1018,12 @@ int main(int argc, char **argv)
 		}
 		case O_NC: t.n_critic = parse_long("--n-critic", optarg, 1, 1000); break;
 		case O_GP: t.gp_weight = parse_double("--gp-weight", optarg, 0, 1e6); break;
+		case O_CLR: t.critic_lr = parse_double("--critic-lr", optarg, 1e-12, 1e3); break;
+		case O_ALIGN:
+			t.align = -1;
+			for (int i = 0; i < AL_COUNT; i++) if (strcmp(optarg, align_names[i]) == 0) t.align = i;
+			if (t.align < 0) usage_error("--align: %s: expected marginal or weighted", optarg);
+			break;
 		case O_PAT: t.patience = parse_long("--patience", optarg, 1, 1000000000L); break;
 		case O_MD: t.min_delta = parse_double("--min-delta", optarg, 0, 1); break;
 		case O_SEL:
@@ -975,6 +1055,7 @@ int main(int argc, char **argv)
 	progress_setup(prog, quiet);
 	peer_set_timeout(stage_timeout);
 	if (t.method < 0) usage_error("--method is required");
+	if (t.critic_lr == 0) t.critic_lr = t.lr;
 	if (!t.out) usage_error("--out is required");
 	if (argc - optind > 1) usage_error("at most one input file");
 	if ((el || ed) && t.cmd[0]) usage_error("--encoder-layers and --encoder-dropout apply to the default encoder, not to --encoder");
@@ -982,6 +1063,7 @@ int main(int argc, char **argv)
 	if (dl && t.cmd[2]) usage_error("--discriminator-layers applies to the default domain head, not to --discriminator");
 	int adapt = t.method == M_DANN || t.method == M_WGAN;
 	if (t.cmd[2] && !adapt) usage_error("--discriminator: %s uses no domain head", method_names[t.method]);
+	if (t.align != AL_MARGINAL && !adapt) usage_error("--align: %s uses no domain head", method_names[t.method]);
 	if (!t.cmd[0]) {
 		char *b = sibling_command("encode");
 		t.cmd[0] = xasprintf("%s --stage%s%s%s%s", b, el ? " --layers " : "", el ? el : "", ed ? " --dropout " : "", ed ? ed : "");
@@ -1007,6 +1089,8 @@ int main(int argc, char **argv)
 	if (strcmp(t.h.kind, "batches") != 0) sr_fail(&t.r, "kind \"%s\", expected a minibatch stream (kind \"batches\", written by batch)", t.h.kind);
 	t.F = t.h.nfeat;
 	t.K = t.h.nclass;
+	t.src_count = xcalloc((size_t)t.K + 1, sizeof(double));
+	t.cw = xcalloc((size_t)t.K + 1, sizeof(double));
 	if (t.F < 1) sr_fail(&t.r, "the header lists no features");
 	if (t.K < 2) sr_fail(&t.r, "the header lists %d class%s; a classifier needs at least 2", t.K, t.K == 1 ? "" : "es");
 	t.spe = header_long(&t, "steps_per_epoch", 0);
@@ -1030,6 +1114,8 @@ int main(int argc, char **argv)
 		die("%s: target-only needs labelled target rows (an unsupervised stream; use batch --labeled-per-class or --labeled-fraction)", t.r.name);
 
 	start_stages(&t);
+	/* the batches' rows read straight into the encoder's shared memory */
+	peer_shm_reader(&t.st[0], &t.r);
 	if (t.resume) load_checkpoint(&t);
 	t.t_start = t.t_epoch = now_seconds();
 	int ready = 0, done = 0;
