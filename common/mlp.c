@@ -259,14 +259,38 @@ static void reserve(Mlp *m, int B)
 	m->cap = cap;
 }
 
+static const float *forward_xcopy(Mlp *m, int B, int train);
+
 const float *mlp_forward(Mlp *m, const float *x, int B, int train)
 {
 	ASSERT(B >= 1);
 	reserve(m, B);
+	memcpy(m->xcopy, x, (size_t)B * m->spec.in * sizeof(float));
+	return forward_xcopy(m, B, train);
+}
+
+const float *mlp_forward_parts(Mlp *m, int nparts, const float *const *part, const int *rows, int train)
+{
+	int B = 0;
+	for (int i = 0; i < nparts; i++) B += rows[i];
+	ASSERT(B >= 1);
+	reserve(m, B);
+	/* the input's one copy (kept for backward): the blocks may lie anywhere, unaligned */
+	char *o = (char *)m->xcopy;
+	for (int i = 0; i < nparts; i++) {
+		size_t n = (size_t)rows[i] * m->spec.in * sizeof(float);
+		memcpy(o, part[i], n);
+		o += n;
+	}
+	return forward_xcopy(m, B, train);
+}
+
+/* the forward pass of the B rows in m->xcopy */
+static const float *forward_xcopy(Mlp *m, int B, int train)
+{
 	const MlpSpec *s = &m->spec;
 	m->B = B;
 	m->train = train;
-	memcpy(m->xcopy, x, (size_t)B * s->in * sizeof(float));
 	const float *h = m->xcopy;
 	for (int l = 0; l < s->nlayers; l++) {
 		Layer *y = &m->layers[l];

@@ -242,10 +242,18 @@ void peer_fail(Peer *p, const char *fmt, ...)
 	peer_die(p, full);
 }
 
+static double thread_cpu_seconds(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 SWriter *peer_request(Peer *p, const char *type, size_t n)
 {
 	p->deadline = timeout_s > 0 ? now_seconds() + timeout_s : 0;
 	p->t_req = now_seconds();
+	p->t_req_cpu = thread_cpu_seconds();
 	/* init offers the shared memory: shm_fd names the descriptor the child holds it
 	 * under; a stage that maps it answers shm: true, any other ignores the key */
 	int offer = p->shm_fd >= 0 && strcmp(type, "init") == 0;
@@ -279,14 +287,41 @@ void peer_send(Peer *p)
 	}
 	p->pending++;
 	p->send_s += now_seconds() - p->t_req;
+	p->send_cpu_s += thread_cpu_seconds() - p->t_req_cpu;
 }
 
-/* grow the shared region to hold bytes; 0 if it cannot (the caller uses the pipe) */
-static int shm_reserve(Peer *p, size_t bytes)
+/* The shared region is mapped at one address for the peer's life: a reservation of
+ * address space (no memory) into which the file is mapped as it grows, so that pointers
+ * into it (the stream reader's buffer) stay valid. Where the reservation cannot be had
+ * (a small address space), the region is mapped anew as it grows and holds no reader. */
+#define SHM_RESERVE ((size_t)64 << 30)
+
+/* the file grown to, and mapped for, at least len bytes; 0 if it cannot (the caller
+ * uses the pipe) */
+static int shm_map(Peer *p, size_t len)
 {
-	if (bytes <= p->shm_len) return 1;
-	size_t len = (bytes + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+	if (len <= p->shm_len) return 1;
+	len = (len + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+	if (p->shm_res == 0) {
+		/* shm_res: 0 not tried yet, 1 no reservation, else its size */
+		void *a = mmap(NULL, SHM_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		p->shm_res = 1;
+		if (a != MAP_FAILED) {
+			if (p->shm) munmap(p->shm, p->shm_len);
+			p->shm = a;
+			p->shm_len = 0;
+			p->shm_res = SHM_RESERVE;
+		}
+	}
+	if (p->shm_res > 1 && len > p->shm_res) return 0;
 	if (ftruncate(p->shm_fd, (off_t)len) != 0) return 0;
+	if (p->shm_res > 1) {
+		/* the same address: what the region held stays where it was */
+		void *a = mmap(p->shm, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, p->shm_fd, 0);
+		if (a == MAP_FAILED) return 0;
+		p->shm_len = len;
+		return 1;
+	}
 	if (p->shm) munmap(p->shm, p->shm_len);
 	p->shm = NULL;
 	p->shm_len = 0;
@@ -297,12 +332,44 @@ static int shm_reserve(Peer *p, size_t bytes)
 	return 1;
 }
 
+/* the reader's buffer: the first cap bytes of the region (the scratch after it moves) */
+static char *reader_grow(void *ctx, size_t cap)
+{
+	Peer *p = ctx;
+	size_t rcap = (cap + 4095) & ~(size_t)4095;
+	size_t scratch = p->shm_len > p->shm_rcap ? p->shm_len - p->shm_rcap : 0;
+	if (p->shm_res <= 1 || !shm_map(p, rcap + scratch)) return NULL;
+	p->shm_rcap = rcap;
+	return p->shm;
+}
+
+void peer_shm_reader(Peer *p, SReader *r)
+{
+	if (!p->shm_ok || p->shm_fd < 0 || !shm_map(p, 1) || p->shm_res <= 1) return;
+	sr_set_buffer(r, reader_grow, p);
+}
+
+/* room for bytes in the scratch part of the region (after the reader's buffer) */
+static char *shm_scratch(Peer *p, size_t bytes)
+{
+	if (!shm_map(p, p->shm_rcap + bytes)) return NULL;
+	return p->shm + p->shm_rcap;
+}
+
 float *peer_shm_f32(Peer *p, int64_t rows, int64_t cols)
 {
 	size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
 	/* the stage reads the region before it answers, so it is free when nothing is pending */
-	if (!p->shm_ok || p->pending != 0 || bytes < SHM_MIN_BYTES || !shm_reserve(p, bytes)) return NULL;
-	return (float *)p->shm;
+	if (!p->shm_ok || p->pending != 0 || bytes < SHM_MIN_BYTES) return NULL;
+	return (float *)shm_scratch(p, bytes);
+}
+
+/* offset of [q, q + n) in the mapped region, -1 if it is not all inside */
+static long long in_region(const Peer *p, const void *q, size_t n)
+{
+	uintptr_t a = (uintptr_t)q, lo = (uintptr_t)p->shm;
+	if (!p->shm || a < lo || a - lo > p->shm_len || n > p->shm_len - (a - lo)) return -1;
+	return (long long)(a - lo);
 }
 
 void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows)
@@ -315,22 +382,49 @@ void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const floa
 	sw_map(w, 3);
 	sw_key(w, "dtype"); sw_str(w, "f32");
 	sw_key(w, "shape"); sw_array(w, 2); sw_int(w, rows); sw_int(w, cols);
-	/* the stage reads the region before it answers, so it is free when nothing is pending */
-	if (p->shm_ok && p->pending == 0 && bytes >= SHM_MIN_BYTES && shm_reserve(p, bytes)) {
-		char *o = p->shm;
-		/* built in place (peer_shm_f32): nothing to copy */
-		if (nparts == 1 && (const char *)part[0] == p->shm) nparts = 0;
-		for (int i = 0; i < nparts; i++) {
-			size_t b = (size_t)part_rows[i] * (size_t)cols * sizeof(float);
-			memcpy(o, part[i], b);
-			o += b;
+	if (p->shm_ok && bytes >= SHM_MIN_BYTES) {
+		/* parts that lie in the region already (read there, or built in place): their
+		 * offsets, nothing copied */
+		long long off[64];
+		int inside = nparts >= 1 && nparts <= 64;
+		for (int i = 0; inside && i < nparts; i++) {
+			off[i] = in_region(p, part[i], (size_t)part_rows[i] * (size_t)cols * sizeof(float));
+			inside = off[i] >= 0;
 		}
-		sw_key(w, "shm");
-		sw_map(w, 2);
-		sw_key(w, "offset"); sw_int(w, 0);
-		sw_key(w, "size"); sw_int(w, (int64_t)p->shm_len);
-		p->shm_bytes += (long)bytes;
-		return;
+		if (inside) {
+			sw_key(w, "shm");
+			sw_map(w, nparts > 1 ? 3 : 2);
+			sw_key(w, "offset"); sw_int(w, off[0]);
+			sw_key(w, "size"); sw_int(w, (int64_t)p->shm_len);
+			if (nparts > 1) {
+				sw_key(w, "parts");
+				sw_array(w, (size_t)nparts);
+				for (int i = 0; i < nparts; i++) {
+					sw_array(w, 2);
+					sw_int(w, off[i]);
+					sw_int(w, part_rows[i]);
+				}
+			}
+			p->shm_bytes += (long)bytes;
+			return;
+		}
+		/* copied in: the stage reads the region before it answers, so the scratch is
+		 * free when nothing is pending */
+		char *o = p->pending == 0 ? shm_scratch(p, bytes) : NULL;
+		if (o) {
+			for (int i = 0; i < nparts; i++) {
+				size_t b = (size_t)part_rows[i] * (size_t)cols * sizeof(float);
+				memcpy(o, part[i], b);
+				o += b;
+			}
+			sw_key(w, "shm");
+			sw_map(w, 2);
+			sw_key(w, "offset"); sw_int(w, (int64_t)p->shm_rcap);
+			sw_key(w, "size"); sw_int(w, (int64_t)p->shm_len);
+			p->shm_bytes += (long)bytes;
+			p->shm_copied += (long)bytes;
+			return;
+		}
 	}
 	sw_key(w, "data");
 	ASSERT(bytes <= UINT32_MAX);
@@ -349,12 +443,12 @@ void peer_report(Peer *p, int n, double total_s)
 	for (int i = 0; i < n; i++) {
 		Peer *q = &p[i];
 		double tr = q->send_s + (q->stage_s >= 0 ? q->stage_decode_s : 0);
-		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s, waiting %.3f s; stage compute %s%.3f s, "
-		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, pipe %.1f)\n",
-		        argv0, q->label, q->requests, q->send_s, q->wait_s, q->stage_s >= 0 ? "" : "(not reported) ",
+		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s (on the CPU %.3f s), waiting %.3f s; stage compute %s%.3f s, "
+		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, of which copied in %.1f; pipe %.1f)\n",
+		        argv0, q->label, q->requests, q->send_s, q->send_cpu_s, q->wait_s, q->stage_s >= 0 ? "" : "(not reported) ",
 		        q->stage_s >= 0 ? q->stage_s : 0.0, q->stage_s >= 0 ? q->stage_decode_s : 0.0, tr,
 		        total_s > 0 ? 100 * tr / total_s : 0.0, total_s, q->shm_ok ? "shared memory" : "pipes",
-		        q->shm_bytes / 1048576.0, q->pipe_bytes / 1048576.0);
+		        q->shm_bytes / 1048576.0, q->shm_copied / 1048576.0, q->pipe_bytes / 1048576.0);
 	}
 }
 
@@ -437,10 +531,12 @@ void peer_quit(Peer *p)
 	p->pid = 0;
 	close(p->errfd);
 	p->errfd = -1;
-	if (p->shm) munmap(p->shm, p->shm_len);
+	if (p->shm) munmap(p->shm, p->shm_res > 1 ? p->shm_res : p->shm_len);
 	if (p->shm_fd >= 0) close(p->shm_fd);
 	p->shm = NULL;
 	p->shm_len = 0;
+	p->shm_rcap = 0;
+	p->shm_res = 0;
 	p->shm_fd = -1;
 	for (int i = 0; i < npeers; i++)
 		if (peers[i] == p) {

@@ -33,11 +33,18 @@ typedef struct {
 	long responses;    /* answers read so far */
 	/* timing (DAPIPE_STAGE_STATS) */
 	double t_req;      /* when the request being packed was begun */
+	double t_req_cpu;  /* this thread's CPU time then */
 	double send_s;     /* seconds spent packing and writing requests */
 	char label[32];    /* the name, kept after peer_quit for peer_report */
 	double stage_s;    /* compute seconds the stage reported at quit, -1 if it did not */
 	double stage_decode_s;  /* seconds the stage reported decoding request tensors */
 	long shm_bytes, pipe_bytes;  /* tensor bytes sent through each transport */
+	double send_cpu_s;  /* the part of send_s this process spent on the CPU */
+	long shm_copied;    /* tensor bytes copied into the region (the rest lay there already) */
+	/* the region as [reader's buffer (peer_shm_reader) | scratch], mapped at a fixed
+	 * address inside a reservation of shm_res bytes (0: plain mapping) */
+	size_t shm_rcap;   /* bytes of the region that are the reader's buffer (0: none) */
+	size_t shm_res;
 	/* response timeout (peer_set_timeout) */
 	int to_fd;         /* the write end of the child's stdin (non-blocking) */
 	double deadline;   /* now_seconds() by which the pending request must be sent and answered; 0: none */
@@ -62,9 +69,17 @@ const msgpack_object *peer_recv(Peer *p);
 _Noreturn void peer_fail(Peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Pack a 2-D f32 tensor (rows, cols), given as nparts consecutive row blocks
  * (part[i] holds part_rows[i] rows), as the value of the key just packed: through the
- * peer's shared memory when the stage accepted it at init, the tensor is large and no
- * answer is pending (the stage reads it before it answers), else as msgpack bin data. */
+ * peer's shared memory when the stage accepted it at init and the tensor is large:
+ * parts that lie in the region already (peer_shm_reader, peer_shm_f32) by their
+ * offsets, others copied in when no answer is pending (the stage reads them before it
+ * answers); else as msgpack bin data. */
 void peer_tensor_f32(Peer *p, int64_t rows, int64_t cols, int nparts, const float *const *part, const int64_t *part_rows);
+/* Read the stream r into the peer's shared region (after the init answer accepted it;
+ * otherwise nothing changes): the frames' tensors then lie where the stage can read
+ * them, and peer_tensor_f32 of parts that point into the last frame sends their
+ * offsets instead of copying them. Such a request's answer must be read before the
+ * next frame of r. */
+void peer_shm_reader(Peer *p, SReader *r);
 /* Room for a (rows, cols) f32 tensor in the peer's shared memory, where the caller can
  * build the next request's tensor in place (peer_tensor_f32 of exactly this pointer,
  * as one part, then copies nothing); NULL when shared memory cannot take it now (not

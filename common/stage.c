@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -85,10 +86,10 @@ int req_bool(const SReader *r, const msgpack_object *req, const char *key, int d
 	sr_fail(r, "%s: expected a boolean", key);
 }
 
-/* A tensor {dtype: "f32", shape: [rows, cols], shm: {offset, size}} whose bytes lie in
- * the shared region: checks it and returns a pointer into the region (mapped or
- * remapped to size bytes on demand). */
-static const float *shm_matrix(Stage *s, const msgpack_object *o, const msgpack_object *ref, const char *key, int cols, int *rows)
+/* A tensor {dtype: "f32", shape: [rows, cols], shm: {offset, size, parts?}} whose bytes
+ * lie in the shared region: checks it and sets rp to its row blocks in the region
+ * (mapped or remapped to size bytes on demand). */
+static void shm_matrix(Stage *s, const msgpack_object *o, const msgpack_object *ref, const char *key, int cols, RowParts *rp)
 {
 	SReader *r = &s->in;
 	if (!s->shm_on) sr_fail(r, "%s: a tensor in shared memory, but none was set up at init", key);
@@ -106,10 +107,38 @@ static const float *shm_matrix(Stage *s, const msgpack_object *o, const msgpack_
 		dim[i] = (int64_t)d->via.u64;
 	}
 	if (dim[1] != cols) sr_fail(r, "%s has %lld columns, the %s takes %d", key, (long long)dim[1], s->role, cols);
-	uint64_t bytes = (uint64_t)dim[0] * (uint64_t)dim[1] * sizeof(float);
-	if (off < 0 || size < 0 || (uint64_t)off > (uint64_t)size || bytes > (uint64_t)size - (uint64_t)off)
-		sr_fail(r, "%s: %llu bytes at offset %lld do not fit the shared region of %lld bytes", key,
-		        (unsigned long long)bytes, (long long)off, (long long)size);
+	if (size < 0) sr_fail(r, "%s: the shared region's size is negative", key);
+	/* the row blocks: parts [[offset, rows], ...], or all rows at offset */
+	int64_t poff[STAGE_MAXPARTS], prows[STAGE_MAXPARTS];
+	int np = 1;
+	const msgpack_object *pa = obj_get(ref, "parts");
+	if (pa) {
+		if (pa->type != MSGPACK_OBJECT_ARRAY || pa->via.array.size < 1 || pa->via.array.size > STAGE_MAXPARTS)
+			sr_fail(r, "%s: shm.parts: expected an array of 1 to %d [offset, rows] pairs", key, STAGE_MAXPARTS);
+		np = (int)pa->via.array.size;
+		int64_t sum = 0;
+		for (int i = 0; i < np; i++) {
+			const msgpack_object *e = &pa->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
+				sr_fail(r, "%s: shm.parts[%d]: expected [offset, rows]", key, i);
+			poff[i] = obj_int(r, &e->via.array.ptr[0], "shm.parts offset");
+			prows[i] = obj_int(r, &e->via.array.ptr[1], "shm.parts rows");
+			if (prows[i] < 0 || prows[i] > dim[0] - sum)
+				sr_fail(r, "%s: shm.parts: the blocks' rows do not add up to shape[0] = %lld", key, (long long)dim[0]);
+			sum += prows[i];
+		}
+		if (sum != dim[0])
+			sr_fail(r, "%s: shm.parts: the blocks' rows do not add up to shape[0] = %lld", key, (long long)dim[0]);
+	} else {
+		poff[0] = off;
+		prows[0] = dim[0];
+	}
+	for (int i = 0; i < np; i++) {
+		uint64_t bytes = (uint64_t)prows[i] * (uint64_t)dim[1] * sizeof(float);
+		if (poff[i] < 0 || (uint64_t)poff[i] > (uint64_t)size || bytes > (uint64_t)size - (uint64_t)poff[i])
+			sr_fail(r, "%s: %llu bytes at offset %lld do not fit the shared region of %lld bytes", key,
+			        (unsigned long long)bytes, (long long)poff[i], (long long)size);
+	}
 	if ((size_t)size > s->shm_len) {
 		struct stat st;
 		if (fstat(s->shm_fd, &st) != 0 || st.st_size < size)
@@ -122,26 +151,59 @@ static const float *shm_matrix(Stage *s, const msgpack_object *o, const msgpack_
 		s->shm = a;
 		s->shm_len = (size_t)size;
 	}
-	*rows = (int)dim[0];
-	return (const float *)(s->shm + off);
+	rp->n = np;
+	for (int i = 0; i < np; i++) {
+		rp->data[i] = (const float *)(s->shm + poff[i]);
+		rp->rows[i] = (int)prows[i];
+	}
 }
 
-int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t)
+int req_matrix_parts(Stage *s, const msgpack_object *req, const char *key, int cols, RowParts *rp, Tensor *t)
 {
 	double t0 = now_seconds();
 	const msgpack_object *o = obj_get(req, key);
 	const msgpack_object *ref = o && o->type == MSGPACK_OBJECT_MAP ? obj_get(o, "shm") : NULL;
 	memset(t, 0, sizeof *t);
-	int rows;
+	int rows = 0;
 	if (ref) {
-		*data = shm_matrix(s, o, ref, key, cols, &rows);
+		shm_matrix(s, o, ref, key, cols, rp);
+		for (int i = 0; i < rp->n; i++) rows += rp->rows[i];
 	} else {
 		get_tensor(&s->in, req, key, DT_F32, 2, t);
 		if (t->shape[1] != cols)
 			sr_fail(&s->in, "%s has %lld columns, the %s takes %d", key, (long long)t->shape[1], s->role, cols);
 		rows = (int)t->shape[0];
-		*data = t->data;
+		rp->n = 1;
+		rp->data[0] = t->data;
+		rp->rows[0] = rows;
 	}
+	s->decode_s += now_seconds() - t0;
+	return rows;
+}
+
+int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t)
+{
+	RowParts rp;
+	int rows = req_matrix_parts(s, req, key, cols, &rp, t);
+	if (t->data || (rp.n == 1 && ((uintptr_t)rp.data[0] & (sizeof(float) - 1)) == 0)) {
+		*data = rp.data[0];
+		return rows;
+	}
+	/* blocks, or an unaligned block, in shared memory: gathered into *t */
+	double t0 = now_seconds();
+	t->dtype = DT_F32;
+	t->ndim = 2;
+	t->shape[0] = rows;
+	t->shape[1] = cols;
+	t->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
+	t->data = xmalloc(t->nbytes ? t->nbytes : 1);
+	char *o = t->data;
+	for (int i = 0; i < rp.n; i++) {
+		size_t n = (size_t)rp.rows[i] * (size_t)cols * sizeof(float);
+		memcpy(o, rp.data[i], n);
+		o += n;
+	}
+	*data = t->data;
 	s->decode_s += now_seconds() - t0;
 	return rows;
 }
@@ -433,15 +495,17 @@ static void do_init(Stage *s, const msgpack_object *req)
 static void do_forward(Stage *s, const msgpack_object *req)
 {
 	Tensor x;
-	const float *xv;
+	RowParts xp;
 	int train = req_bool(&s->in, req, "train", 0);
-	int b = req_matrix_view(s, req, "x", mlp_spec(s->m)->in, &xv, &x);
+	int b = req_matrix_parts(s, req, "x", mlp_spec(s->m)->in, &xp, &x);
 	if (train && b < 2 && mlp_spec(s->m)->norm == NORM_BATCH) {
 		tensor_free(&x);
 		stage_error(s, "forward: a training batch of %d row%s would reach BatchNorm", b, b == 1 ? "" : "s");
 		return;
 	}
-	const float *y = b ? mlp_forward(s->m, xv, b, train) : NULL;
+	/* the rows (one block, or [xs; xt] where train-step read them) copied once, into
+	 * the cache that backward reads */
+	const float *y = b ? mlp_forward_parts(s->m, xp.n, xp.data, xp.rows, train) : NULL;
 	/* backward may follow either mode: after an evaluation-mode forward it
 	 * differentiates the evaluation-mode function (BatchNorm with its running
 	 * statistics, no dropout), which is what input attributions need */

@@ -70,6 +70,20 @@ int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, T
  * sets *data to the values (in the region, valid until the answer is sent, or in
  * *t, which the caller frees with tensor_free either way). */
 int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t);
+/* A 2-D f32 tensor field as row blocks, without a copy where it can be: a tensor in
+ * shared memory may come as several blocks of rows ({shm: {..., parts: [[offset,
+ * rows], ...]}}, docs/STAGES.md); one block otherwise. The blocks may be unaligned:
+ * read them with memcpy. Returns the rows; free *t with tensor_free either way. */
+#define STAGE_MAXPARTS 64
+typedef struct {
+	int n;
+	const float *data[STAGE_MAXPARTS];
+	int rows[STAGE_MAXPARTS];
+} RowParts;
+int req_matrix_parts(Stage *s, const msgpack_object *req, const char *key, int cols, RowParts *rp, Tensor *t);
+/* mlp_forward of the rows given as blocks (defined in mlp.c beside mlp_forward; the
+ * blocks are copied once, into the cache backward reads) */
+const float *mlp_forward_parts(Mlp *m, int nparts, const float *const *part, const int *rows, int train);
 /* optimiser step with lr, then zero the gradients */
 void stage_step(Stage *s, double lr);
 

@@ -163,6 +163,8 @@ void sr_fail(const SReader *r, const char *fmt, ...)
 
 static void sr_setup(SReader *r)
 {
+	r->grow = NULL;
+	r->grow_ctx = NULL;
 	r->cap = 1 << 16;
 	r->buf = xmalloc(r->cap);
 	r->len = r->pos = 0;
@@ -203,7 +205,8 @@ void sr_close(SReader *r)
 {
 	if (r->own_fd) close(r->fd);
 	msgpack_unpacked_destroy(&r->res);
-	free(r->buf);
+	if (!r->grow) free(r->buf);
+	r->grow = NULL;
 	free(r->name);
 	r->buf = NULL;
 	r->name = NULL;
@@ -211,20 +214,34 @@ void sr_close(SReader *r)
 
 /* Scan one complete msgpack value at p[0..n). Returns its length, 0 if more bytes
  * are needed, -1 if malformed. *declared gets the largest declared element count or
- * byte length seen, so an absurd declaration can be rejected before buffering it. */
-static long long mp_scan(const unsigned char *p, size_t n, uint64_t *declared)
+ * byte length seen, so an absurd declaration can be rejected before buffering it.
+ * When more bytes are needed, *want is the length the value has at least (the end of
+ * the element it stopped in), and st keeps where the scan got to, so that the next
+ * call (on the same bytes, and more) resumes there: a frame of many small elements
+ * that arrives in many reads is still scanned once. st->pending = 0: from the start. */
+typedef struct { size_t i; uint64_t pending, declared; } ScanState;
+static long long mp_scan(const unsigned char *p, size_t n, uint64_t *declared, uint64_t *want, ScanState *st)
 {
 	size_t i = 0;
 	uint64_t pending = 1; /* values still to read */
 	*declared = 0;
-#define NEED(k) do { if (n - i < (size_t)(k)) return 0; } while (0)
+	if (st->pending) {
+		i = st->i;
+		pending = st->pending;
+		*declared = st->declared;
+	}
+	*want = 0;
+	size_t start;  /* where the element being read begins */
+#define SUSPEND(w) do { *want = (w); st->i = start; st->pending = pending + 1; st->declared = *declared; return 0; } while (0)
+#define NEED(k) do { if (n - i < (size_t)(k)) SUSPEND((uint64_t)i + (uint64_t)(k)); } while (0)
 #define BE16(q) (((uint64_t)(q)[0] << 8) | (q)[1])
 #define BE32(q) (((uint64_t)(q)[0] << 24) | ((uint64_t)(q)[1] << 16) | ((uint64_t)(q)[2] << 8) | (q)[3])
 	while (pending) {
+		start = i;
+		pending--;
 		NEED(1);
 		unsigned c = p[i++];
 		uint64_t skip = 0, items = 0;
-		pending--;
 		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
 			skip = 0;
 		} else if (c >= 0x80 && c <= 0x8f) {
@@ -262,23 +279,70 @@ static long long mp_scan(const unsigned char *p, size_t n, uint64_t *declared)
 		if (skip > *declared) *declared = skip;
 		if (items > *declared) *declared = items;
 		if (skip) {
-			if (n - i < skip) return 0;
+			/* a bin or str longer than what is here: the value needs at least its end */
+			if (n - i < skip) SUSPEND((uint64_t)i + skip);
 			i += (size_t)skip;
 		}
 		pending += items;
 	}
+	st->pending = 0;
 	return (long long)i;
+#undef SUSPEND
 #undef NEED
 #undef BE16
 #undef BE32
 }
 
+/* the reader's buffer grown to cap bytes, contents kept */
+static void sr_grow(SReader *r, size_t cap)
+{
+	if (r->grow) {
+		char *b = r->grow(r->grow_ctx, cap);
+		if (b) {
+			r->buf = b;
+			r->cap = cap;
+			return;
+		}
+		/* the owner cannot grow its memory: carry on in the heap */
+		char *h = xmalloc(cap);
+		memcpy(h, r->buf, r->len);
+		r->buf = h;
+		r->grow = NULL;
+		r->grow_ctx = NULL;
+	} else {
+		r->buf = xrealloc(r->buf, cap);
+	}
+	r->cap = cap;
+}
+
+void sr_set_buffer(SReader *r, char *(*grow)(void *ctx, size_t cap), void *ctx)
+{
+	size_t keep = r->len - r->pos, cap = r->cap;
+	if (cap < keep) cap = keep;
+	char *b = grow(ctx, cap);
+	if (!b) return;
+	memcpy(b, r->buf + r->pos, keep);
+	if (!r->grow) free(r->buf);
+	r->buf = b;
+	r->cap = cap;
+	r->len = keep;
+	r->pos = 0;
+	r->grow = grow;
+	r->grow_ctx = ctx;
+}
+
+/* reads of a frame's small parts are at most this long, so that a read seldom runs far
+ * past the end of a frame (what it runs into is moved to the buffer's start later) */
+#define SR_CHUNK ((size_t)1 << 16)
+
 int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 {
+	uint64_t want = 0;  /* bytes the frame at pos needs at least (from the last scan) */
+	ScanState st = { 0, 0, 0 };  /* offsets from pos, so a move of the bytes keeps it */
 	for (;;) {
 		if (r->pos < r->len) {
 			uint64_t declared;
-			long long k = mp_scan((unsigned char *)r->buf + r->pos, r->len - r->pos, &declared);
+			long long k = mp_scan((unsigned char *)r->buf + r->pos, r->len - r->pos, &declared, &want, &st);
 			if (k < 0) { r->frame++; *why = "malformed msgpack"; return -1; }
 			if (k != 0 && declared > r->max_frame) {
 				/* malformed or complete: a declaration past the limit is refused either way */
@@ -322,18 +386,30 @@ int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 			*why = "truncated frame (unexpected end of input)";
 			return -1;
 		}
-		/* make room and read more */
+		/* make room and read more. A large frame is read to the byte it needs next (the
+		 * end of its current bin), so that it ends where the buffer's contents end: the
+		 * next frame then starts at the buffer's start and nothing large is ever moved
+		 * (or copied by a realloc) once read. */
 		if (r->pos > 0 && r->pos == r->len) r->pos = r->len = 0;
-		if (r->cap - r->len < 4096) {
+		size_t have = r->len - r->pos;
+		size_t need = want > have ? (size_t)(want - have) : 0;  /* bytes still missing */
+		if (r->cap - r->len < 4096 || need > r->cap - r->len) {
 			if (r->pos > 0) {
-				memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-				r->len -= r->pos;
+				memmove(r->buf, r->buf + r->pos, have);
+				r->len = have;
 				r->pos = 0;
 			}
-			if (r->cap - r->len < 4096) {
-				r->cap *= 2;
-				r->buf = xrealloc(r->buf, r->cap);
+			if (r->cap - r->len < 4096 || need > r->cap - r->len) {
+				size_t cap = r->cap * 2;
+				while (cap - r->len < 4096 || cap - r->len < need) cap *= 2;
+				sr_grow(r, cap);
 			}
+		}
+		size_t room = r->cap - r->len;
+		if (need > SR_CHUNK) {
+			if (room > need) room = need;
+		} else if (room > SR_CHUNK) {
+			room = SR_CHUNK;
 		}
 		if (r->deadline > 0) {
 			/* wait for input no later than the deadline */
@@ -343,7 +419,7 @@ int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 			if (pr < 0 && errno == EINTR) continue;
 			if (pr == 0) { *why = "timed out"; return -2; }
 		}
-		ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
+		ssize_t got = read(r->fd, r->buf + r->len, room);
 		if (got < 0) {
 			if (errno == EINTR) continue;
 			*why = strerror(errno);
@@ -464,7 +540,8 @@ int get_strs(const SReader *r, const msgpack_object *f, const char *key, char **
 	return (int)n;
 }
 
-void obj_tensor(const SReader *r, const msgpack_object *o, const char *what, int want, int ndim, Tensor *out)
+/* every check of obj_tensor; fills out but its data; returns the data object */
+static const msgpack_object *tensor_check(const SReader *r, const msgpack_object *o, const char *what, int want, int ndim, Tensor *out)
 {
 	if (!o) sr_fail(r, "missing tensor \"%s\"", what);
 	if (o->type != MSGPACK_OBJECT_MAP) sr_fail(r, "%s: tensor is not a map", what);
@@ -495,9 +572,30 @@ void obj_tensor(const SReader *r, const msgpack_object *o, const char *what, int
 	if (bytes != da->via.bin.size)
 		sr_fail(r, "%s: shape needs %llu bytes, data has %u", what, (unsigned long long)bytes, da->via.bin.size);
 	out->nbytes = (size_t)bytes;
+	out->data = NULL;
+	return da;
+}
+
+void obj_tensor(const SReader *r, const msgpack_object *o, const char *what, int want, int ndim, Tensor *out)
+{
+	const msgpack_object *da = tensor_check(r, o, what, want, ndim, out);
 	out->data = xmalloc(out->nbytes);
 	memcpy(out->data, da->via.bin.ptr, out->nbytes);
-	swap_bytes(out->data, (size_t)n, dtype_sizes[t]);
+	swap_bytes(out->data, out->nbytes / dtype_sizes[out->dtype], dtype_sizes[out->dtype]);
+}
+
+void get_tensor_view(const SReader *r, const msgpack_object *f, const char *key, int want, int ndim, TensorView *out)
+{
+	Tensor t;
+	const msgpack_object *da = tensor_check(r, obj_get(f, key), key, want, ndim, &t);
+	out->dtype = t.dtype;
+	out->ndim = t.ndim;
+	memcpy(out->shape, t.shape, sizeof t.shape);
+	out->nbytes = t.nbytes;
+	out->data = da->via.bin.ptr;
+	/* host order in place: the frame's bytes are the reader's own */
+	if (HOST_BIG_ENDIAN && dtype_sizes[t.dtype] > 1)
+		swap_bytes((void *)da->via.bin.ptr, t.nbytes / dtype_sizes[t.dtype], dtype_sizes[t.dtype]);
 }
 
 void get_tensor(const SReader *r, const msgpack_object *f, const char *key, int want, int ndim, Tensor *out)

@@ -74,6 +74,9 @@ typedef struct {
 	int eof;
 	msgpack_unpacked res;
 	double deadline;     /* now_seconds() by which the next frame must be complete; 0: none */
+	/* sr_set_buffer: the buffer's owner; NULL: the heap */
+	char *(*grow)(void *ctx, size_t cap);
+	void *grow_ctx;
 } SReader;
 /* path "-" is stdin. max frame size: $DAPIPE_MAX_FRAME bytes, default 2 GiB. */
 void sr_open(SReader *r, const char *path);
@@ -86,6 +89,15 @@ _Noreturn void sr_fail(const SReader *r, const char *fmt, ...) __attribute__((fo
 /* Like sr_next but returns -1 with *why set instead of dying (for protocol peers);
  * -2 (why "timed out") when r->deadline is set and passes before a frame is complete. */
 int sr_try_next(SReader *r, const msgpack_object **out, const char **why);
+/* Let the caller own the reader's buffer (e.g. shared memory, so that a frame's tensors
+ * are read once by the kernel straight to where another process reads them):
+ * grow(ctx, cap) returns a buffer of at least cap bytes that keeps the bytes of the
+ * previous one (at the same offsets), or NULL, after which the reader goes on in the
+ * heap. Called between frames (the last frame returned is no longer valid); the
+ * unread bytes move to the new buffer's start. sr_close does not free it.
+ * A frame of large tensors is read so that it ends where the buffered bytes end, so a
+ * frame's bytes are never moved once read and the next frame starts at offset 0. */
+void sr_set_buffer(SReader *r, char *(*grow)(void *ctx, size_t cap), void *ctx);
 
 /* ---- object access (all die through sr_fail with the key named) ---- */
 const msgpack_object *obj_get(const msgpack_object *map, const char *key);
@@ -107,6 +119,17 @@ int get_strs(const SReader *r, const msgpack_object *f, const char *key, char **
  * ndim must be ndim (or any if ndim<0), shape product * size == data length. */
 void get_tensor(const SReader *r, const msgpack_object *f, const char *key, int want, int ndim, Tensor *out);
 void obj_tensor(const SReader *r, const msgpack_object *o, const char *what, int want, int ndim, Tensor *out);
+/* get_tensor without the copy: data points into the frame (host order; valid until the
+ * next frame; not to be freed; take each tensor's view once, and only read it through
+ * memcpy-like access: it may not be aligned). */
+typedef struct {
+	DType dtype;
+	int ndim;
+	int64_t shape[TENSOR_MAXDIM];
+	const void *data;
+	size_t nbytes;
+} TensorView;
+void get_tensor_view(const SReader *r, const msgpack_object *f, const char *key, int want, int ndim, TensorView *out);
 
 /* ---- data streams ---- */
 typedef struct {

@@ -55,7 +55,9 @@ static const char *optim_names[3] = { "adam", "adamw", "sgd" };
 enum { AL_MARGINAL, AL_WEIGHTED, AL_COUNT };
 static const char *align_names[AL_COUNT] = { "marginal", "weighted" };
 
-#define VAL_CHUNK 1024
+/* rows per evaluation request: the training batch's order of size, so that neither the
+ * encoder's activation arena nor the shared scratch grows (and is faulted in) for it */
+#define VAL_CHUNK 256
 
 typedef struct {
 	int n, cap;
@@ -487,10 +489,13 @@ static _Noreturn void nan_stop(T *t, long epoch, long step, const char *what, do
 static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 {
 	SReader *r = &t->r;
-	Tensor xs, ys, xt, yt;
-	get_tensor(r, f, "xs", DT_F32, 2, &xs);
+	/* the rows stay where the reader put them (in the encoder's shared memory when it
+	 * took it): they are sent by reference or copied once, never copied out first */
+	TensorView xs, xt;
+	Tensor ys, yt;
+	get_tensor_view(r, f, "xs", DT_F32, 2, &xs);
 	get_tensor(r, f, "ys", DT_I32, 1, &ys);
-	get_tensor(r, f, "xt", DT_F32, 2, &xt);
+	get_tensor_view(r, f, "xt", DT_F32, 2, &xt);
 	get_tensor(r, f, "yt", DT_I32, 1, &yt);
 	int Bs = (int)xs.shape[0], Bt = (int)xt.shape[0], F = t->F, H = t->H;
 	if (xs.shape[1] != F || xt.shape[1] != F) sr_fail(r, "batch: x has the wrong number of columns (expected %d)", F);
@@ -509,31 +514,39 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	t->lr_now = lr;
 	t->lambda_now = adapt ? lam : 0;
 
-	/* the rows to encode: X (B,F); src rows first */
-	int B = 0, ns = 0;
-	/* built in place in the encoder's shared memory when it can be (no copy to send it) */
-	float *X = peer_shm_f32(&t->st[0], Bs + Bt, F), *Xheap = NULL;
-	if (!X) X = Xheap = xmallocarray((size_t)(Bs + Bt) * F + 1, sizeof(float));
+	/* the rows to encode: X (B,F) = [xs; xt] as row blocks (src rows first), or the
+	 * labelled target rows gathered (target-only) */
+	int B = 0, ns = 0, nparts = 0;
+	const float *part[2];
+	int64_t part_rows[2];
+	float *Xheap = NULL;
 	int32_t *Y = xmallocarray((size_t)(Bs + Bt) + 1, sizeof(int32_t));
 	if (t->method != M_TARGET_ONLY) {
-		memcpy(X, xs.data, xs.nbytes);
+		part[nparts] = xs.data;
+		part_rows[nparts++] = Bs;
 		memcpy(Y, ysv, ys.nbytes);
 		B = ns = Bs;
 		for (int i = 0; i < Bs; i++) if (ysv[i] >= 0) t->src_count[ysv[i]]++;
 	}
 	if (adapt) {
 		if (Bt < 1) sr_fail(r, "batch: no target rows; %s needs target rows", method_names[t->method]);
-		memcpy(X + (size_t)B * F, xt.data, xt.nbytes);
+		part[nparts] = xt.data;
+		part_rows[nparts++] = Bt;
 		memcpy(Y + B, ytv, yt.nbytes);
 		B += Bt;
 	} else if (t->method == M_TARGET_ONLY) {
+		/* built in place in the encoder's shared memory when it can be (no copy to send it) */
+		float *X = peer_shm_f32(&t->st[0], Bt, F);
+		if (!X) X = Xheap = xmallocarray((size_t)Bt * F + 1, sizeof(float));
 		for (int i = 0; i < Bt; i++)
 			if (ytv[i] >= 0) {
-				memcpy(X + (size_t)B * F, (const float *)xt.data + (size_t)i * F, sizeof(float) * F);
+				memcpy(X + (size_t)B * F, (const char *)xt.data + sizeof(float) * (size_t)i * F, sizeof(float) * F);
 				Y[B++] = ytv[i];
 			}
+		part[nparts] = X;
+		part_rows[nparts++] = B;
 	}
-	tensor_free(&xs); tensor_free(&ys); tensor_free(&xt); tensor_free(&yt);
+	tensor_free(&ys); tensor_free(&yt);
 	if (B < 2) {
 		t->nskipped++;
 		free(Xheap); free(Y);
@@ -543,7 +556,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	/* encoder forward (training mode) */
 	Peer *enc = &t->st[0], *cls = &t->st[1], *dis = &t->st[2];
 	SWriter *w = peer_request(enc, "forward", 3);
-	sw_key(w, "x"); peer_tensor_f32(enc, B, F, 1, (const float *const[1]){ X }, (int64_t[1]){ B });
+	sw_key(w, "x"); peer_tensor_f32(enc, B, F, nparts, part, part_rows);
 	sw_key(w, "train"); sw_bool(w, 1);
 	peer_send(enc);
 	Tensor zt_;
@@ -1103,6 +1116,8 @@ int main(int argc, char **argv)
 		die("%s: target-only needs labelled target rows (an unsupervised stream; use batch --labeled-per-class or --labeled-fraction)", t.r.name);
 
 	start_stages(&t);
+	/* the batches' rows read straight into the encoder's shared memory */
+	peer_shm_reader(&t.st[0], &t.r);
 	if (t.resume) load_checkpoint(&t);
 	t.t_start = t.t_epoch = now_seconds();
 	int ready = 0, done = 0;
