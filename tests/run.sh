@@ -19,6 +19,8 @@ count() {
 	p=$(grep -c '^PASS ' "$log")
 	f=$(grep -c '^FAIL ' "$log")
 	grep '^FAIL ' "$log" | sed "s|^|  $name: |"
+	# what a test skipped for want of a package or tool says so on a "# ... skipped" line
+	grep '^# .*skipped' "$log" | sed "s|^|  $name: |"
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "  $name: FAIL exit $rc"
 		tail -n 5 "$log" | sed 's/^/    /'

@@ -170,7 +170,7 @@ PYEOF
 	awk -F, 'NR == FNR { s[FNR] = $5; next } FNR > 1 { d = $5 - s[FNR]; if (d > 1e-4 || d < -1e-4) { print FNR ": " d; exit 1 } }' cpy.csv cpyc.csv > .why
 	ok "explain-4.python-equals-c" test ! -s .why
 else
-	echo "explain-4: skipped (no python3 with msgpack and numpy)"
+	echo "# explain-4: no python3 with msgpack and numpy: skipped"
 fi
 
 # ---- explain-5: the planted marker genes of the synthetic samples ----

@@ -62,7 +62,7 @@ EOF
 	run "perf-3.shm-not-set-up" 1 "$PY" shm_req.py encode --stage --layers 4
 	err_has "x: a tensor in shared memory, but none was set up at init"
 else
-	echo "perf-3: python3 with msgpack and numpy not found: skipped"
+	echo "# perf-3: python3 with msgpack and numpy not found: skipped"
 fi
 
 # ---- perf-4: the bench scripts are valid sh ----
