@@ -24,7 +24,8 @@
  *       by lambda); default act relu.
  *     wgan-gp: the critic (request "critic_step": -mean softplus(D(zs)) +
  *       mean softplus(D(zt)) + gp_weight * GP on random interpolates, optimiser step,
- *       optionally followed by the encoder's adversarial gradient; request "gen_loss":
+ *       repeated "iters" times on the same z, the source term weighted by "ws" when
+ *       given, optionally followed by the encoder's adversarial gradient; request "gen_loss":
  *       -mean softplus(D(zt)) and its dz, no critic update); default act leaky-relu
  *       with slope 0.2; BatchNorm is refused (the gradient penalty is per sample).
  *

@@ -12,8 +12,9 @@
  *   classifier "loss" on the labelled rows of z (source rows; labelled target rows
  *   too in supervised mode) with an optimiser step, and, at the same time, the domain
  *   head: "dann" (gradient reversal + domain BCE) or "critic_step" (WGAN-GP critic
- *   update on detached z, plus the encoder's adversarial gradient every n-critic
- *   steps);
+ *   updates, n-critic of them on the batch's detached z, then the encoder's
+ *   adversarial gradient; with --align weighted the source rows weighted by
+ *   p_T(c)/p_S(c), estimated each epoch by EM);
  *   encoder backward of the summed dz with an optimiser step.
  * After each epoch: accuracy on the selected validation set, early stopping with
  * --patience/--min-delta, the best epoch's parameters kept, --metrics CSV and
