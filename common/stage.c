@@ -1,5 +1,6 @@
 /* stage.c: see stage.h and docs/STAGES.md. */
 #include "stage.h"
+#include "blas.h"
 #include "util.h"
 
 #include <malloc.h>
@@ -450,6 +451,31 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
 
 /* ---- the serve loop ---- */
 
+/* BLAS threads of a stage: the heads' products are small (a few hundred rows and
+ * columns), so their gemms run on one thread: a second OpenBLAS thread buys them
+ * little and, between calls, spins (sched_yield) on a core that the encoder and
+ * train-step need (three stages share the cores). A stage with a large layer (the
+ * encoder's first, genes x width) keeps the threads OpenBLAS started with
+ * ($OPENBLAS_NUM_THREADS, else the cores). */
+#define STAGE_SMALL_LAYER ((size_t)1 << 20)
+static void stage_threads(Stage *s)
+{
+	static int single;
+	const MlpSpec *sp = mlp_spec(s->m);
+	size_t big = 0;
+	for (int l = 0, in = sp->in; l < sp->nlayers; in = sp->widths[l], l++)
+		if ((size_t)in * (size_t)sp->widths[l] > big) big = (size_t)in * (size_t)sp->widths[l];
+	if (big < STAGE_SMALL_LAYER && !single) {
+		blas_threads(1);
+		single = 1;
+	} else if (big >= STAGE_SMALL_LAYER && single) {
+		const char *e = getenv("OPENBLAS_NUM_THREADS");
+		long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+		blas_threads(n >= 1 ? (int)n : 1);
+		single = 0;
+	}
+}
+
 static void write_arch_reply(Stage *s, int shm)
 {
 	stage_ok(s, shm ? 3 : 2);
@@ -489,6 +515,7 @@ static void do_init(Stage *s, const msgpack_object *req)
 	mlp_set_seed(s->m, (uint64_t)seed * 2654435761u + 1);
 	optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m));
 	s->last_b = 0;
+	stage_threads(s);
 	write_arch_reply(s, shm_accept(s, req));
 }
 
@@ -576,6 +603,7 @@ static void do_load(Stage *s, const msgpack_object *req)
 	else if (!s->opt.m && !s->opt.v) optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m));
 	else if (s->opt.n != mlp_nparams(m)) { optim_free(&s->opt); optim_from_request(&s->in, req, &s->opt, mlp_nparams(s->m)); }
 	s->last_b = 0;
+	stage_threads(s);
 	write_arch_reply(s, 0);
 }
 
