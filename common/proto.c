@@ -444,11 +444,11 @@ void peer_report(Peer *p, int n, double total_s)
 		Peer *q = &p[i];
 		double tr = q->send_s + (q->stage_s >= 0 ? q->stage_decode_s : 0);
 		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s (on the CPU %.3f s), waiting %.3f s; stage compute %s%.3f s, "
-		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, of which copied in %.1f; pipe %.1f)\n",
+		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, pipe %.1f; copied in %.1f)\n",
 		        argv0, q->label, q->requests, q->send_s, q->send_cpu_s, q->wait_s, q->stage_s >= 0 ? "" : "(not reported) ",
 		        q->stage_s >= 0 ? q->stage_s : 0.0, q->stage_s >= 0 ? q->stage_decode_s : 0.0, tr,
 		        total_s > 0 ? 100 * tr / total_s : 0.0, total_s, q->shm_ok ? "shared memory" : "pipes",
-		        q->shm_bytes / 1048576.0, q->shm_copied / 1048576.0, q->pipe_bytes / 1048576.0);
+		        q->shm_bytes / 1048576.0, q->pipe_bytes / 1048576.0, q->shm_copied / 1048576.0);
 	}
 }
 

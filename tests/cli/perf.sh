@@ -72,3 +72,59 @@ done
 if command -v shellcheck >/dev/null; then
 	ok "perf-4.shellcheck" shellcheck "$ROOT/tests/bench.sh" "$ROOT/tests/bench_train.sh"
 fi
+
+# ---- perf-5: the batches are read into the encoder's shared memory and sent by
+# offset (row blocks), never copied in; only validation rows are ----
+run "perf-5.stats" 0 env DAPIPE_STAGE_STATS=1 train-step --quiet --method dann --out ref.mpk --seed 2 b.mpk
+sed -n 's/.*stage encoder:.*(tensor MiB: shm \([0-9.]*\), pipe [0-9.]*; copied in \([0-9.]*\)).*/\1 \2/p' "$ERR" > mib
+ok "perf-5.batches-by-reference" awk '{ n++; r = $1 > 0 && $2 < $1 / 2 } END { exit !(n == 1 && r) }' mib
+ok "perf-5.cpu-time-shown" grep -q "stage encoder:.*sending [0-9.]* s (on the CPU [0-9.]* s)" "$ERR"
+# the input read through a pipe (no regular file behind the reader) gives the same model
+run "perf-5.from-a-pipe" 0 sh -c "cat b.mpk | train-step --quiet --method dann --out piped.mpk --seed 2"
+ok "perf-5.same-model-from-a-pipe" cmp shm.mpk piped.mpk
+if [ -n "$PY" ]; then
+	# row blocks in the region (shm parts, at unaligned offsets) give what the same
+	# rows in the frame give; blocks that do not add up or do not fit are refused
+	cat > parts.py <<'EOF'
+import os, subprocess, sys, msgpack, struct
+cmd, case = sys.argv[1:-1], sys.argv[-1]
+fd = os.memfd_create("t")
+F, rows = 5, [2, 3]
+xs = [[(i * F + j) * 0.25 - 1.0 for j in range(F)] for i in range(sum(rows))]
+blob = b"".join(struct.pack("<%df" % F, *r) for r in xs)
+offs = [3, 3 + 4 * F * rows[0] + 9]   # unaligned, with a gap
+size = 4096
+os.ftruncate(fd, size)
+os.pwrite(fd, blob[:4 * F * rows[0]], offs[0])
+os.pwrite(fd, blob[4 * F * rows[0]:], offs[1])
+parts = [[offs[0], rows[0]], [offs[1], rows[1]]]
+if case == "bad-rows": parts[1][1] = 2
+if case == "bad-offset": parts[1][0] = 4090
+p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(3,))
+reqs = [{"type": "init", "in": F, "seed": 1, "shm_fd": 3},
+        {"type": "forward", "train": False, "x": {"dtype": "f32", "shape": [5, F],
+         "shm": {"offset": offs[0], "size": size, "parts": parts}}},
+        {"type": "forward", "train": False, "x": {"dtype": "f32", "shape": [5, F], "data": blob}},
+        {"type": "quit"}]
+out, err = p.communicate(b"".join(msgpack.packb(r, use_bin_type=True) for r in reqs))
+sys.stderr.write(err.decode())
+up = msgpack.Unpacker(raw=False)
+up.feed(out)
+ans = list(up)
+if case == "ok":
+    assert ans[0].get("shm") is True, ans[0]
+    assert ans[1]["type"] == "ok" and ans[2]["type"] == "ok", ans[1]
+    assert ans[1]["y"]["data"] == ans[2]["y"]["data"], "blocks and frame differ"
+    print("same")
+else:
+    sys.stderr.write(str(ans[1].get("message", "")) + "\n")
+    sys.exit(1 if ans[1]["type"] == "error" else 0)
+EOF
+	run "perf-5.parts" 0 "$PY" parts.py encode --stage --layers 4 ok
+	out_has "same"
+	run "perf-5.parts-bad-rows" 1 "$PY" parts.py encode --stage --layers 4 bad-rows
+	err_has "x: shm.parts: the blocks' rows do not add up to shape[0] = 5"
+	run "perf-5.parts-bad-offset" 1 "$PY" parts.py encode --stage --layers 4 bad-offset
+	err_has "do not fit the shared region of 4096 bytes"
+fi
