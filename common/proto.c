@@ -112,6 +112,12 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 		mallopt(M_TRIM_THRESHOLD, 256 << 20);
 		/* a dead stage must show as a write error, not kill us silently */
 		signal(SIGPIPE, SIG_IGN);
+		/* the stages' OpenBLAS threads sleep as soon as a product is done, instead of
+		 * spinning (sched_yield) for about 0.1 s: between requests, and while a stage
+		 * runs its own loops, a spinning thread holds a core that train-step and the
+		 * other stages need (they share the cores). Read by each stage's OpenBLAS when
+		 * it starts; a value in the environment is kept. */
+		setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
 		at_die(die_hook);
 	}
 	ASSERT(npeers < MAX_PEERS);

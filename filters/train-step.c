@@ -818,7 +818,9 @@ static void pool_add(T *t, const Tensor *xt)
 	ValSet *p = &t->pool;
 	for (long i = from; i < Bt && p->n < t->pool_want; i++) {
 		if (p->n == p->cap) {
-			p->cap = p->cap ? 2 * p->cap : 256;
+			/* room for the whole pool at once (pages are only touched as rows come),
+			 * so that the rows are never copied by a growing realloc */
+			p->cap = (int)t->pool_want;
 			p->x = xrealloc(p->x, sizeof(float) * (size_t)p->cap * t->F);
 		}
 		memcpy(p->x + (size_t)p->n * t->F, (const float *)xt->data + (size_t)i * t->F, sizeof(float) * t->F);

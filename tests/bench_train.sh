@@ -17,8 +17,12 @@
 #               optimiser steps) in tests/torch_bench.py.
 #   GFLOP/s     2*B*in*out per Linear forward, 4*B*in*out backward with the input
 #               gradient, 2*B*in*out without (the encoder's first layer), over the
-#               encoder, classifier and domain head (the WGAN-GP penalty's extra
-#               passes are not counted), divided by ms/step.
+#               encoder, classifier and domain head (WGAN-GP: the critic's N_CRITIC (5)
+#               updates on the B rows and the encoder's adversarial pass on the target
+#               rows; the penalty's double-backward passes are not counted), divided
+#               by ms/step.
+#   transport % also on the CPU: the same with train-step's CPU time for sending (the
+#               wall clock also holds waiting for a core after waking a stage).
 #   roofline    GFLOP/s / the cblas_sgemm peak measured in this run (2048^3, the better
 #               of a measurement before and one after the training runs).
 #   transport   with DAPIPE_STAGE_STATS=1 train-step reports, per stage, the time
@@ -160,12 +164,14 @@ measure() {
 	RSS=$(awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$TMP/$name.err")
 }
 # flops METHOD BS BT: FLOPs of one step (see the header)
+N_CRITIC=5
 flops() {
-	awk -v m="$1" -v bs="$2" -v bt="$3" -v F="$GENES" -v K=4 'BEGIN {
+	awk -v m="$1" -v bs="$2" -v bt="$3" -v F="$GENES" -v K=4 -v nc="$N_CRITIC" 'BEGIN {
 		B = bs + bt; H = 256
 		enc = 2 * B * (F * H + 2 * H * H) + 2 * B * F * H + 4 * B * 2 * H * H
 		sc = H * 128 + 128 * 64 + 64 * K; cls = 6 * bs * sc
 		sd = H * 256 + 256 * 128 + 128 * 64 + 64; dis = 6 * B * sd
+		if (m == "wgan-gp") dis = nc * 6 * B * sd + 6 * bt * sd
 		printf "%.0f", enc + cls + dis }'
 }
 
@@ -179,6 +185,10 @@ ts() {
 	sed -n 's/.*(\([0-9.]*\) ms\/step).*/\1/p' "$TMP/$name.err" >>"$TMP/$name.ms"
 	awk '/: stage .*transport/ { for (i = 1; i <= NF; i++) if ($i == "transport") { s += $(i + 1); tot = $(i + 6) } }
 		END { if (tot > 0) printf "%.1f\n", 100 * s / tot }' "$TMP/$name.err" >>"$TMP/$name.tr"
+	# the same with the CPU seconds of sending: "sending W s (on the CPU C s)", "decoding D s"
+	awk '/: stage .*transport/ { for (i = 1; i <= NF; i++) { if ($i == "CPU") c += $(i + 1); if ($i == "decoding") c += $(i + 1)
+		if ($i == "transport") tot = $(i + 6) } }
+		END { if (tot > 0) printf "%.1f\n", 100 * c / tot }' "$TMP/$name.err" >>"$TMP/$name.trc"
 }
 # median of the numbers in FILE ("n/a" when none)
 median() {
@@ -192,8 +202,8 @@ echo "classifier 128-64-4, domain head 256-128-64-1), Adam; $STEPS steps per run
 echo "(OPENBLAS_NUM_THREADS for every stage, torch.set_num_threads for PyTorch). dapipe figures are"
 echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch runs once."
 echo
-echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | transport % (CPU) | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 : >"$TMP/rows.md"
 : >"$TMP/before.md"
 for M in dann wgan-gp; do
@@ -207,6 +217,7 @@ for M in dann wgan-gp; do
 		done
 		MS=$(median "$TMP/ts-$M-$B.ms")
 		TR=$(median "$TMP/ts-$M-$B.tr")
+		TRC=$(median "$TMP/ts-$M-$B.trc")
 		ACC=$(sed -n 's/.*score \([0-9.]*\)).*/\1/p' "$TMP/ts-$M-$B.err")
 		FL=$(flops "$M" "$B" "$B")
 		if [ -n "$TORCH" ]; then
@@ -217,19 +228,19 @@ for M in dann wgan-gp; do
 		else
 			PT=; PACC=; PRSS=
 		fi
-		echo "$M $B $MS $FL $TR $RSSD $ACC ${PT:--} ${PACC:--} ${PRSS:--}" >>"$TMP/rows.md"
+		echo "$M $B $MS $FL $TR $TRC $RSSD $ACC ${PT:--} ${PACC:--} ${PRSS:--}" >>"$TMP/rows.md"
 		[ -z "${BEFORE_BIN:-}" ] || echo "$M $B $(median "$TMP/bf-$M-$B.ms") $MS" >>"$TMP/before.md"
 	done
 done
 # the peak: the better of a measurement before and one after the training runs
 PEAK1=$("$TMP/sgemm" 2048 2048 2048 0 0)
 PEAK=$(awk -v a="$PEAK" -v b="$PEAK1" 'BEGIN { print (a > b ? a : b) }')
-while read -r m b ms fl tr rss acc pt pacc prss; do
-	awk -v m="$m" -v b="$b" -v ms="$ms" -v fl="$fl" -v pk="$PEAK" -v tr="$tr" -v rss="$rss" -v acc="$acc" \
+while read -r m b ms fl tr trc rss acc pt pacc prss; do
+	awk -v m="$m" -v b="$b" -v ms="$ms" -v fl="$fl" -v pk="$PEAK" -v tr="$tr" -v trc="$trc" -v rss="$rss" -v acc="$acc" \
 	    -v pt="$pt" -v pacc="$pacc" -v prss="$prss" -v why="$TORCH_WHY" 'BEGIN {
 		n = 2 * b
 		g = fl / (ms / 1000) / 1e9
-		printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.0f %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, tr, rss, acc
+		printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.1f %% | %s %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, tr, trc, rss, acc
 		if (pt != "-") printf " %.1f | %.0f | %s | %s | %.2fx |\n", pt, n / (pt / 1000), prss, pacc, pt / ms
 		else printf " %s | | | | |\n", why }'
 done <"$TMP/rows.md"

@@ -8,9 +8,9 @@ Dropout 0.5); classifier 128 -> 64 -> classes; domain head 256 -> 128 -> 64 -> 1
 for DANN, LeakyReLU 0.2 for the WGAN-GP critic), Adam (lr 1e-4, weight decay 1e-4) per
 part, source and target rows through the encoder in one batch, and
   dann:    class CE on the labelled rows + domain BCE through a gradient reversal layer;
-  wgan-gp: critic update on detached z (-mean softplus(D(zs)) + mean softplus(D(zt))
-           + 10 GP), class CE, and the encoder's adversarial term -mean softplus(D(zt))
-           every n-critic steps.
+  wgan-gp: n-critic critic updates per batch on its detached z (-mean softplus(D(zs))
+           + mean softplus(D(zt)) + 10 GP), then class CE and the encoder's adversarial
+           term -mean softplus(D(zt)) on every batch (train-step's alternation).
 Only the step is timed (like train-step's ms/step: parsing the stream is not).
 
   python3 tests/torch_bench.py --method dann|wgan-gp --threads N [--epochs-max 1] BATCHES.mpk
@@ -128,20 +128,20 @@ def main():
             (closs + dl).backward()
             oe.step(); oc.step(); od.step()
         else:
-            # critic on detached z
+            # n-critic critic updates on this batch's detached z (fresh interpolates
+            # each), then the encoder's adversarial term on every batch (as train-step)
             zs, zt = z[:ns].detach(), z[ns:].detach()
             n = min(zs.shape[0], zt.shape[0])
-            al = torch.rand(n, 1)
-            xh = (al * zs[:n] + (1 - al) * zt[:n]).requires_grad_(True)
-            g = torch.autograd.grad(dis(xh).sum(), xh, create_graph=True)[0]
-            gp = ((g.norm(2, dim=1) - 1) ** 2).mean()
-            cl = -F.softplus(dis(zs)).mean() + F.softplus(dis(zt)).mean() + a.gp_weight * gp
-            od.zero_grad()
-            cl.backward()
-            od.step()
-            loss = F.cross_entropy(cls(z[lab]), y[lab])
-            if gstep % a.n_critic == a.n_critic - 1:
-                loss = loss - F.softplus(dis(z[ns:])).mean()
+            for _ in range(a.n_critic):
+                al = torch.rand(n, 1)
+                xh = (al * zs[:n] + (1 - al) * zt[:n]).requires_grad_(True)
+                g = torch.autograd.grad(dis(xh).sum(), xh, create_graph=True)[0]
+                gp = ((g.norm(2, dim=1) - 1) ** 2).mean()
+                cl = -F.softplus(dis(zs)).mean() + F.softplus(dis(zt)).mean() + a.gp_weight * gp
+                od.zero_grad()
+                cl.backward()
+                od.step()
+            loss = F.cross_entropy(cls(z[lab]), y[lab]) - F.softplus(dis(z[ns:])).mean()
             oe.zero_grad(); oc.zero_grad()
             loss.backward()
             oe.step(); oc.step()
