@@ -100,6 +100,7 @@ void peer_start(Peer *p, const char *name, const char *cmd)
 	p->cmd = xstrdup(cmd);
 	snprintf(p->label, sizeof p->label, "%s", name);
 	p->stage_s = -1;
+	for (int i = 0; i < 3; i++) p->stage_phase_s[i] = -1;
 	/* shared memory for large tensors, offered at init (DAPIPE_SHM=0: pipes only) */
 	const char *shm_env = getenv("DAPIPE_SHM");
 	p->shm_fd = shm_env && strcmp(shm_env, "0") == 0 ? -1 : memfd_create("dapipe-stage", MFD_CLOEXEC);
@@ -449,10 +450,17 @@ void peer_report(Peer *p, int n, double total_s)
 	for (int i = 0; i < n; i++) {
 		Peer *q = &p[i];
 		double tr = q->send_s + (q->stage_s >= 0 ? q->stage_decode_s : 0);
-		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s (on the CPU %.3f s), waiting %.3f s; stage compute %s%.3f s, "
+		char ph[128] = "";
+		/* the passes of a stage served by stage_serve's own forward/backward (the heads'
+		 * loss requests run theirs in their own handlers) */
+		if (q->stage_s >= 0 && q->stage_phase_s[0] >= 0 && q->stage_phase_s[1] >= 0 && q->stage_phase_s[2] >= 0 &&
+		    q->stage_phase_s[0] + q->stage_phase_s[1] > 0)
+			snprintf(ph, sizeof ph, " (forward %.3f s, backward %.3f s, optimiser %.3f s)", q->stage_phase_s[0],
+			         q->stage_phase_s[1], q->stage_phase_s[2]);
+		fprintf(stderr, "%s: stage %s: %ld requests; sending %.3f s (on the CPU %.3f s), waiting %.3f s; stage compute %s%.3f s%s, "
 		        "decoding %.3f s; transport %.3f s = %.2f%% of %.3f s; %s (tensor MiB: shm %.1f, pipe %.1f; copied in %.1f)\n",
 		        argv0, q->label, q->requests, q->send_s, q->send_cpu_s, q->wait_s, q->stage_s >= 0 ? "" : "(not reported) ",
-		        q->stage_s >= 0 ? q->stage_s : 0.0, q->stage_s >= 0 ? q->stage_decode_s : 0.0, tr,
+		        q->stage_s >= 0 ? q->stage_s : 0.0, ph, q->stage_s >= 0 ? q->stage_decode_s : 0.0, tr,
 		        total_s > 0 ? 100 * tr / total_s : 0.0, total_s, q->shm_ok ? "shared memory" : "pipes",
 		        q->shm_bytes / 1048576.0, q->pipe_bytes / 1048576.0, q->shm_copied / 1048576.0);
 	}
@@ -521,6 +529,11 @@ void peer_quit(Peer *p)
 	const msgpack_object *ds = obj_get(f, "decode_s");
 	if (cs && (cs->type == MSGPACK_OBJECT_FLOAT64 || cs->type == MSGPACK_OBJECT_FLOAT32)) p->stage_s = cs->via.f64;
 	if (ds && (ds->type == MSGPACK_OBJECT_FLOAT64 || ds->type == MSGPACK_OBJECT_FLOAT32)) p->stage_decode_s = ds->via.f64;
+	static const char *phase[3] = { "forward_s", "backward_s", "optimizer_s" };
+	for (int i = 0; i < 3; i++) {
+		const msgpack_object *o = obj_get(f, phase[i]);
+		p->stage_phase_s[i] = o && (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32) ? o->via.f64 : -1;
+	}
 	decoding = NULL;
 	fclose(p->to);
 	p->to = NULL;

@@ -38,6 +38,7 @@ typedef struct {
 	char label[32];    /* the name, kept after peer_quit for peer_report */
 	double stage_s;    /* compute seconds the stage reported at quit, -1 if it did not */
 	double stage_decode_s;  /* seconds the stage reported decoding request tensors */
+	double stage_phase_s[3]; /* of its compute: forward, backward, optimiser passes; -1: not reported */
 	long shm_bytes, pipe_bytes;  /* tensor bytes sent through each transport */
 	double send_cpu_s;  /* the part of send_s this process spent on the CPU */
 	long shm_copied;    /* tensor bytes copied into the region (the rest lay there already) */

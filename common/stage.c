@@ -230,7 +230,9 @@ int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, T
 
 void stage_step(Stage *s, double lr)
 {
+	double t0 = now_seconds();
 	optim_step_zero(&s->opt, mlp_params(s->m), mlp_grads(s->m), (float)lr);
+	s->opt_s += now_seconds() - t0;
 }
 
 /* ---- params frames ---- */
@@ -532,7 +534,9 @@ static void do_forward(Stage *s, const msgpack_object *req)
 	}
 	/* the rows (one block, or [xs; xt] where train-step read them) copied once, into
 	 * the cache that backward reads */
+	double t0 = now_seconds();
 	const float *y = b ? mlp_forward_parts(s->m, xp.n, xp.data, xp.rows, train) : NULL;
+	s->fwd_s += now_seconds() - t0;
 	/* backward may follow either mode: after an evaluation-mode forward it
 	 * differentiates the evaluation-mode function (BatchNorm with its running
 	 * statistics, no dropout), which is what input attributions need */
@@ -557,7 +561,9 @@ static void do_backward(Stage *s, const msgpack_object *req)
 	int want = req_bool(&s->in, req, "want_dx", 0);
 	const msgpack_object *lr = obj_get(req, "lr");
 	float *dx = want ? xmallocarray((size_t)b * mlp_spec(s->m)->in, sizeof(float)) : NULL;
+	double t0 = now_seconds();
 	mlp_backward(s->m, dy.data, dx);
+	s->bwd_s += now_seconds() - t0;
 	if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
 	if (want) {
 		int64_t sh[2] = { b, mlp_spec(s->m)->in };
@@ -623,10 +629,13 @@ void stage_serve(Stage *s)
 		if (strcmp(type, "quit") == 0) {
 			/* stats: the seconds spent in handlers, less decoding tensors */
 			int stats = req_bool(&s->in, req, "stats", 0);
-			stage_ok(s, stats ? 2 : 0);
+			stage_ok(s, stats ? 5 : 0);
 			if (stats) {
 				sw_key(&s->out, "compute_s"); sw_double(&s->out, s->busy_s - s->decode_s);
 				sw_key(&s->out, "decode_s"); sw_double(&s->out, s->decode_s);
+				sw_key(&s->out, "forward_s"); sw_double(&s->out, s->fwd_s);
+				sw_key(&s->out, "backward_s"); sw_double(&s->out, s->bwd_s);
+				sw_key(&s->out, "optimizer_s"); sw_double(&s->out, s->opt_s);
 			}
 			sw_flush(&s->out);
 			break;

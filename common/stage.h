@@ -52,6 +52,9 @@ struct Stage {
 	size_t shm_len;
 	/* seconds in request handlers, and the part of it spent decoding tensors */
 	double busy_s, decode_s;
+	/* of busy_s: the network's forward and backward passes and the optimiser steps
+	 * (forward/backward/step requests, and backward's lr) */
+	double fwd_s, bwd_s, opt_s;
 	/* the role's own requests; returns 0 for a request it does not know */
 	int (*handle)(Stage *s, const char *type, const msgpack_object *req);
 };

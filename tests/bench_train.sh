@@ -284,3 +284,9 @@ echo
 echo '```'
 grep ': stage ' "$TMP/shm1-128.err" || true
 echo '```'
+echo
+echo "and of the last WGAN-GP 128+128 run of the main table:"
+echo
+echo '```'
+grep ': stage ' "$TMP/ts-wgan-gp-128.err" || true
+echo '```'

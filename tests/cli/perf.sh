@@ -79,6 +79,7 @@ run "perf-5.stats" 0 env DAPIPE_STAGE_STATS=1 train-step --quiet --method dann -
 sed -n 's/.*stage encoder:.*(tensor MiB: shm \([0-9.]*\), pipe [0-9.]*; copied in \([0-9.]*\)).*/\1 \2/p' "$ERR" > mib
 ok "perf-5.batches-by-reference" awk '{ n++; r = $1 > 0 && $2 < $1 / 2 } END { exit !(n == 1 && r) }' mib
 ok "perf-5.cpu-time-shown" grep -q "stage encoder:.*sending [0-9.]* s (on the CPU [0-9.]* s)" "$ERR"
+ok "perf-5.phases-shown" grep -q "stage encoder:.*stage compute [0-9.]* s (forward [0-9.]* s, backward [0-9.]* s, optimiser [0-9.]* s)" "$ERR"
 # the input read through a pipe (no regular file behind the reader) gives the same model
 run "perf-5.from-a-pipe" 0 sh -c "cat b.mpk | train-step --quiet --method dann --out piped.mpk --seed 2"
 ok "perf-5.same-model-from-a-pipe" cmp shm.mpk piped.mpk
