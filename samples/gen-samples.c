@@ -14,7 +14,11 @@
  * The generative model (class markers, biological programs with class means, cohort
  * batch effects, gene-gene mixing, nuisance factors, program scales, degradation,
  * nonlinear distortion, tempered label shift) is documented with formulas in
- * samples/README.md. Same options and --seed give byte-identical files.
+ * samples/README.md. Same options and --seed give byte-identical files. The
+ * GTEx-like and ARCHS4-like shift parameters can be overridden at compile time
+ * (GTEX_MIX, GTEX_PROG, GTEX_NUIS, GTEX_QSD, GTEX_PROG_NOISE, GTEX_MISS_MARKERS,
+ * ARCHS4_MIX, ARCHS4_PROG, ARCHS4_NUIS, ARCHS4_QSD, ARCHS4_PROG_NOISE) for
+ * experiments; the defaults make the committed samples.
  *
  * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1200),
  * --archs4 N (1200), --gtex N (500), --samples N (all three), --shift S (1.0),
@@ -48,8 +52,43 @@
 #define SERIES_SD 0.075 /* ARCHS4-like series effect sd, log2 */
 #define GTEX_TAU 1.0  /* GTEx-like gene-wise shift sd, log2 */
 #define GTEX_FRAC 0.8 /* GTEx-like fraction of genes with a batch effect */
-#define GTEX_NUIS 1.0 /* GTEx-like nuisance factor loading sd, log2 */
-#define GTEX_MIX 1.5   /* GTEx-like gene-gene mixing strength */
+/* Cohort-shift parameters of the GTEx-like and ARCHS4-like cohorts. The defaults make
+ * the committed samples; each can be overridden at compile time (cc -DGTEX_MIX=1.0 ...)
+ * to measure another balance of the shift (docs/PIPELINES.md, "Rebalancing the cohort
+ * shift"). */
+#ifndef GTEX_MIX
+#define GTEX_MIX 1.5   /* gene-gene mixing strength mu_D */
+#endif
+#ifndef GTEX_PROG
+#define GTEX_PROG 0.3  /* log sd of the program activity scales omega_D */
+#endif
+#ifndef GTEX_NUIS
+#define GTEX_NUIS 1.0  /* nuisance factor loading sd nu_D, log2 */
+#endif
+#ifndef GTEX_QSD
+#define GTEX_QSD 0.35  /* sd of the degradation factor q */
+#endif
+#ifndef GTEX_PROG_NOISE
+#define GTEX_PROG_NOISE 0.0 /* sd of extra per-sample program activity (0: none) */
+#endif
+#ifndef GTEX_MISS_MARKERS
+#define GTEX_MISS_MARKERS 0.0 /* fraction of marker genes absent from the file */
+#endif
+#ifndef ARCHS4_MIX
+#define ARCHS4_MIX 0.5
+#endif
+#ifndef ARCHS4_PROG
+#define ARCHS4_PROG 0.2
+#endif
+#ifndef ARCHS4_NUIS
+#define ARCHS4_NUIS 0.3
+#endif
+#ifndef ARCHS4_QSD
+#define ARCHS4_QSD 0.25
+#endif
+#ifndef ARCHS4_PROG_NOISE
+#define ARCHS4_PROG_NOISE 0.0
+#endif
 #define NUIS_FRAC 0.3 /* marker genes each nuisance factor acts on */
 #define MIX_FRAC 0.3  /* marker genes read and written by each mixing component */
 
@@ -96,8 +135,10 @@ typedef struct {
 	double q_mean, q_sd;     /* degradation factor */
 	double kappa, knee;      /* nonlinear curve */
 	double miss;             /* fraction of (non-marker) genes absent from the file */
+	double miss_mark;        /* fraction of marker genes absent from the file */
 	double nuis_sd;          /* nuisance factor loading sd, log2 */
 	double prog_sd;          /* log sd of the cohort's program activity scales */
+	double prog_noise;       /* sd of extra per-sample program activity in this cohort */
 	double mix;              /* gene-gene mixing strength */
 	double *mixu, *mixv;     /* (G, NMIX) mixing: written to, read from */
 	double *a, *b;           /* per gene shift and scale */
@@ -344,7 +385,7 @@ static void build_cohort(const Model *m, Cohort *co, uint64_t seed)
 			co->a[j] = S * co->tau * za;
 			co->b[j] = exp(S * co->rho * zb);
 		}
-		co->present[j] = !(um < co->miss && !m->g[j].marker);
+		co->present[j] = !(um < (m->g[j].marker ? co->miss_mark : co->miss));
 	}
 	/* nuisance factors: factor h acts on the genes of program h mod NPROG (a
 	 * protocol effect on a gene set that also carries class signal) and on a random
@@ -409,6 +450,10 @@ static void gen_profile(const Model *m, const Cohort *co, Rng *r, int c, const d
 	double f[NPROG], h[NNUIS];
 	for (int k = 0; k < NPROG; k++)
 		f[k] = co->pscale[k] * (m->pmean[(size_t)c * NPROG + k] + rng_normal(r));
+	/* a cohort-specific extra spread of the program activities (drawn only when
+	 * the cohort has one, so the other cohorts' streams do not move) */
+	if (co->prog_noise != 0)
+		for (int k = 0; k < NPROG; k++) f[k] += S * co->prog_noise * rng_normal(r);
 	for (int k = 0; k < NNUIS; k++) h[k] = rng_normal(r);
 	double q = S * (co->q_mean + co->q_sd * rng_normal(r));
 	double kappa = clampd(S * co->kappa, -0.9, 0.9);
@@ -761,11 +806,13 @@ int main(int argc, char **argv)
 		.tau = 0, .rho = 0, .frac = 0, .q_mean = 0, .q_sd = 0.15,
 		.kappa = 0, .knee = 6, .miss = 0.01, .nuis_sd = 0.15, .prog_sd = 0, .mix = 0 };
 	Cohort archs4 = { .name = "archs4", .n = narchs4, .w = W_ARCHS4, .rng_stream = 20,
-		.tau = 0.4, .rho = 0.125, .frac = 0.6, .q_mean = 0.25, .q_sd = 0.25,
-		.kappa = -0.15, .knee = 5, .miss = 0.03, .nuis_sd = 0.3, .prog_sd = 0.2, .mix = 0.5 };
+		.tau = 0.4, .rho = 0.125, .frac = 0.6, .q_mean = 0.25, .q_sd = ARCHS4_QSD,
+		.kappa = -0.15, .knee = 5, .miss = 0.03, .nuis_sd = ARCHS4_NUIS, .prog_sd = ARCHS4_PROG,
+		.prog_noise = ARCHS4_PROG_NOISE, .mix = ARCHS4_MIX };
 	Cohort gtex = { .name = "gtex", .n = ngtex, .w = W_GTEX, .rng_stream = 30,
-		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = 0.35,
-		.kappa = 0.2, .knee = 4, .miss = 0.005, .nuis_sd = GTEX_NUIS, .prog_sd = 0.3, .mix = GTEX_MIX };
+		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = GTEX_QSD,
+		.kappa = 0.2, .knee = 4, .miss = 0.005, .miss_mark = GTEX_MISS_MARKERS, .nuis_sd = GTEX_NUIS,
+		.prog_sd = GTEX_PROG, .prog_noise = GTEX_PROG_NOISE, .mix = GTEX_MIX };
 	build_cohort(&m, &tcga, seed);
 	build_cohort(&m, &archs4, seed);
 	build_cohort(&m, &gtex, seed);
