@@ -6,7 +6,7 @@
 #   BIN=bin sh tests/bench_train.sh
 # Environment: GENES (20000), SOURCE (5000), TARGET (1000), STEPS (20: steps timed per
 # run; the batch stream is cut to that many steps), THREADS (the number of cores),
-# REPS (3: dapipe runs per figure, the median is shown), BEFORE_BIN=DIR (and BEFORE_NAME)
+# REPS (3: dapipe and PyTorch runs per figure, the median is shown), BEFORE_BIN=DIR (and BEFORE_NAME)
 # times the train-step of an older build too, interleaved run by run, for a before/after
 # table; KEEP=1 keeps the temporary folder, NO_TORCH=1 skips PyTorch, NO_SHM_TABLE=1
 # skips the shared memory / pipes comparison.
@@ -200,7 +200,7 @@ echo "train-step: $GENES genes, $SOURCE source + $TARGET target samples (synthet
 echo "published architecture (encoder 3 x (Linear 256, ReLU, BatchNorm, Dropout 0.5),"
 echo "classifier 128-64-4, domain head 256-128-64-1), Adam; $STEPS steps per run, $THREADS threads"
 echo "(OPENBLAS_NUM_THREADS for every stage, torch.set_num_threads for PyTorch). dapipe figures are"
-echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch runs once."
+echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch: medians of $REPS runs."
 echo
 echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | transport % (CPU) | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -221,8 +221,15 @@ for M in dann wgan-gp; do
 		ACC=$(sed -n 's/.*score \([0-9.]*\)).*/\1/p' "$TMP/ts-$M-$B.err")
 		FL=$(flops "$M" "$B" "$B")
 		if [ -n "$TORCH" ]; then
-			measure "pt-$M-$B" "$TORCH" "$HERE/torch_bench.py" --method "$M" --threads "$THREADS" "$TMP/b$B.mpk"
-			PT=$(sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' "$TMP/pt-$M-$B.out")
+			# REPS runs too (median): one run is at the mercy of whatever else the machine does
+			r=0
+			: >"$TMP/pt-$M-$B.ms"
+			while [ "$r" -lt "$REPS" ]; do
+				measure "pt-$M-$B" "$TORCH" "$HERE/torch_bench.py" --method "$M" --threads "$THREADS" "$TMP/b$B.mpk"
+				sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' "$TMP/pt-$M-$B.out" >>"$TMP/pt-$M-$B.ms"
+				r=$((r + 1))
+			done
+			PT=$(median "$TMP/pt-$M-$B.ms")
 			PACC=$(sed -n 's/.*val_acc=\([0-9.a-z]*\).*/\1/p' "$TMP/pt-$M-$B.out")
 			PRSS=$RSS
 		else
