@@ -13,12 +13,12 @@
  *   genes.tsv        ensembl_id,symbol of the whole universe (tab-separated)
  * The generative model (class markers, biological programs with class means, cohort
  * batch effects, gene-gene mixing, nuisance factors, program scales, degradation,
- * nonlinear distortion, tempered label shift) is documented with formulas in
+ * cross-tissue contamination, nonlinear distortion, tempered label shift) is documented with formulas in
  * samples/README.md. Same options and --seed give byte-identical files. The
  * GTEx-like and ARCHS4-like shift parameters can be overridden at compile time
  * (GTEX_MIX, GTEX_PROG, GTEX_NUIS, GTEX_QSD, GTEX_PROG_NOISE, GTEX_MISS_MARKERS,
- * ARCHS4_MIX, ARCHS4_PROG, ARCHS4_NUIS, ARCHS4_QSD, ARCHS4_PROG_NOISE) for
- * experiments; the defaults make the committed samples.
+ * GTEX_CONTAM, GTEX_CONTAM_MAX, ARCHS4_MIX, ARCHS4_PROG, ARCHS4_NUIS, ARCHS4_QSD,
+ * ARCHS4_PROG_NOISE) for experiments; the defaults make the committed samples.
  *
  * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1200),
  * --archs4 N (1200), --gtex N (500), --samples N (all three), --shift S (1.0),
@@ -57,16 +57,16 @@
  * to measure another balance of the shift (docs/PIPELINES.md, "Rebalancing the cohort
  * shift"). */
 #ifndef GTEX_MIX
-#define GTEX_MIX 1.5   /* gene-gene mixing strength mu_D */
+#define GTEX_MIX 1.0   /* gene-gene mixing strength mu_D */
 #endif
 #ifndef GTEX_PROG
-#define GTEX_PROG 0.3  /* log sd of the program activity scales omega_D */
+#define GTEX_PROG 0.1  /* log sd of the program activity scales omega_D */
 #endif
 #ifndef GTEX_NUIS
-#define GTEX_NUIS 1.0  /* nuisance factor loading sd nu_D, log2 */
+#define GTEX_NUIS 1.5  /* nuisance factor loading sd nu_D, log2 */
 #endif
 #ifndef GTEX_QSD
-#define GTEX_QSD 0.35  /* sd of the degradation factor q */
+#define GTEX_QSD 1.0   /* sd of the degradation factor q */
 #endif
 #ifndef GTEX_PROG_NOISE
 #define GTEX_PROG_NOISE 0.0 /* sd of extra per-sample program activity (0: none) */
@@ -74,17 +74,23 @@
 #ifndef GTEX_MISS_MARKERS
 #define GTEX_MISS_MARKERS 0.0 /* fraction of marker genes absent from the file */
 #endif
+#ifndef GTEX_CONTAM
+#define GTEX_CONTAM 0.7 /* fraction of samples contaminated by another tissue */
+#endif
+#ifndef GTEX_CONTAM_MAX
+#define GTEX_CONTAM_MAX 0.4 /* contaminating share of the RNA: U(0, this) */
+#endif
 #ifndef ARCHS4_MIX
-#define ARCHS4_MIX 0.5
+#define ARCHS4_MIX 0.35
 #endif
 #ifndef ARCHS4_PROG
-#define ARCHS4_PROG 0.2
+#define ARCHS4_PROG 0.07
 #endif
 #ifndef ARCHS4_NUIS
-#define ARCHS4_NUIS 0.3
+#define ARCHS4_NUIS 0.5
 #endif
 #ifndef ARCHS4_QSD
-#define ARCHS4_QSD 0.25
+#define ARCHS4_QSD 0.4
 #endif
 #ifndef ARCHS4_PROG_NOISE
 #define ARCHS4_PROG_NOISE 0.0
@@ -140,6 +146,7 @@ typedef struct {
 	double prog_sd;          /* log sd of the cohort's program activity scales */
 	double prog_noise;       /* sd of extra per-sample program activity in this cohort */
 	double mix;              /* gene-gene mixing strength */
+	double contam, contam_max; /* contaminated sample fraction, largest contaminating share */
 	double *mixu, *mixv;     /* (G, NMIX) mixing: written to, read from */
 	double *a, *b;           /* per gene shift and scale */
 	double *nload;           /* (G, NNUIS) nuisance loadings */
@@ -457,6 +464,13 @@ static void gen_profile(const Model *m, const Cohort *co, Rng *r, int c, const d
 	for (int k = 0; k < NNUIS; k++) h[k] = rng_normal(r);
 	double q = S * (co->q_mean + co->q_sd * rng_normal(r));
 	double kappa = clampd(S * co->kappa, -0.9, 0.9);
+	double calpha = 0;
+	int cc = 0;
+	if (co->contam != 0) {
+		double u = rng_uniform(r), a = rng_uniform(r);
+		cc = (int)rng_below(r, NCLASS);
+		if (u < co->contam && cc != c) calpha = clampd(S * co->contam_max, 0, 1) * a;
+	}
 	/* the true expression x, centred on the baseline, into y */
 	for (int j = 0; j < G; j++) {
 		const Gene *g = &m->g[j];
@@ -487,6 +501,15 @@ static void gen_profile(const Model *m, const Cohort *co, Rng *r, int c, const d
 		const double *N = &co->nload[(size_t)j * NNUIS];
 		for (int k = 0; k < NNUIS; k++) v += N[k] * h[k];
 		if (extra) v += extra[j];
+		if (calpha > 0) {
+			/* cross-tissue contamination: a share calpha of the RNA comes from
+			 * tissue cc (its mean profile), mixed on the linear scale */
+			double xc = m->delta[(size_t)cc * G + j];
+			const double *L = &m->load[(size_t)j * NPROG];
+			for (int k = 0; k < NPROG; k++) xc += L[k] * m->pmean[(size_t)cc * NPROG + k];
+			double u = g->base + co->a[j] + co->b[j] * xc;
+			v = log2((1.0 - calpha) * exp2(v) + calpha * exp2(u));
+		}
 		v = v - kappa * log2(1.0 + exp2(v - co->knee));
 		y[j] = v;
 		tpm[j] = exp2(v);
@@ -812,7 +835,8 @@ int main(int argc, char **argv)
 	Cohort gtex = { .name = "gtex", .n = ngtex, .w = W_GTEX, .rng_stream = 30,
 		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = GTEX_QSD,
 		.kappa = 0.2, .knee = 4, .miss = 0.005, .miss_mark = GTEX_MISS_MARKERS, .nuis_sd = GTEX_NUIS,
-		.prog_sd = GTEX_PROG, .prog_noise = GTEX_PROG_NOISE, .mix = GTEX_MIX };
+		.prog_sd = GTEX_PROG, .prog_noise = GTEX_PROG_NOISE, .mix = GTEX_MIX,
+		.contam = GTEX_CONTAM, .contam_max = GTEX_CONTAM_MAX };
 	build_cohort(&m, &tcga, seed);
 	build_cohort(&m, &archs4, seed);
 	build_cohort(&m, &gtex, seed);

@@ -117,11 +117,11 @@ ok "pipelines-2.3 same test split as source-only" cmp "$TMP/t1" "$TMP/t2"
 
 # accuracy floors, measured on the samples (gen-samples --seed 1, OPENBLAS_NUM_THREADS=1):
 # source-only after 15 epochs, target standardised on its own statistics (adapt's
-# default), model kept by information maximisation: 0.72; target-only with the whole
-# labelled target training split, 10 epochs: 0.85. The target-only floor is above what
-# source-only reaches.
-SO_FLOOR=${PIPELINES_SO_FLOOR:-0.5}
-TO_FLOOR=${PIPELINES_TO_FLOOR:-0.75}
+# default), model kept by information maximisation: 0.80; target-only with the whole
+# labelled target training split, 10 epochs: 0.81. Floors about 0.1-0.2 below, so a
+# run that trains at all passes and a broken one (chance is 0.06) fails.
+SO_FLOOR=${PIPELINES_SO_FLOOR:-0.6}
+TO_FLOOR=${PIPELINES_TO_FLOOR:-0.7}
 a_so=$(acc_of "$TMP/so")
 a_wg=$(acc_of "$TMP/wg")
 echo "# test accuracy: source-only $a_so (floor $SO_FLOOR), target-only $a_wg (floor $TO_FLOOR)"
