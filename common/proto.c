@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #define MAX_PEERS 8
+/* seconds a stage may take to exit after answering quit */
+#define QUIT_GRACE_S 10.0
 /* tensors smaller than this go through the pipe even when shared memory is on */
 #define SHM_MIN_BYTES (64 * 1024)
 /* the descriptor number under which a stage finds the shared memory */
@@ -539,7 +541,26 @@ void peer_quit(Peer *p)
 	p->to = NULL;
 	sr_close(&p->from);
 	int status;
-	if (p->pid > 0 && waitpid(p->pid, &status, 0) == p->pid) {
+	/* it answered quit: it should be gone at once. One that lingers (a shell that runs
+	 * something after the stage, a stage that hangs in its exit) is given QUIT_GRACE_S
+	 * (or the stage timeout, if shorter), then killed with what its shell started;
+	 * its work is done, so that is a warning, not an error. */
+	double grace = timeout_s > 0 && timeout_s < QUIT_GRACE_S ? timeout_s : QUIT_GRACE_S;
+	double t_end = now_seconds() + grace;
+	pid_t wp = 0;
+	while (p->pid > 0 && ((wp = waitpid(p->pid, &status, WNOHANG)) == 0 || (wp < 0 && errno == EINTR)) &&
+	       now_seconds() < t_end) {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	if (p->pid > 0 && wp == 0) {
+		warnx("%s stage (%s) did not exit within %g s of answering quit; killed", p->name, p->cmd, grace);
+		kill(-p->pid, SIGKILL);
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+		p->pid = 0;
+	}
+	if (p->pid > 0 && wp == p->pid) {
 		p->pid = 0;
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			if (WIFSIGNALED(status)) snprintf(st, sizeof st, "died at quit (killed by signal %d)", WTERMSIG(status));

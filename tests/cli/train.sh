@@ -131,6 +131,15 @@ err_has "encoder stage (no-such-stage-command)"
 run "train-6.stage-exits" 1 train-step --quiet --method source-only --out g.mpk --classifier 'echo oops >&2; exit 3' b6.mpk
 err_has "died (exit status 3); its stderr ends: oops"
 ok "train-6.no-model-left" test ! -e g.mpk
+# a stage that answers quit but lingers (here its shell sleeps on) is killed after the
+# grace (the stage timeout, 1 s, as it is shorter than 10 s), with a warning; the model stands
+t0=$(date +%s)
+run "train-6.lingers-after-quit" 0 train-step --quiet --method source-only --out linger.mpk --stage-timeout 1 \
+	--classifier 'predict --stage; sleep 37' b6.mpk
+err_is "train-step: classifier stage (predict --stage; sleep 37) did not exit within 1 s of answering quit; killed"
+ok "train-6.lingers-not-waited-for" test $(( $(date +%s) - t0 )) -lt 20
+ok "train-6.lingers-model" sh -c 'encode --model linger.mpk t.mpk | predict --model linger.mpk > /dev/null'
+ok "train-6.lingers-nothing-left" sh -c '! pgrep -x -f "sleep 37" >/dev/null'
 
 # ---- train-7: options and bad input ----
 run "train-7.help" 0 train-step --help
