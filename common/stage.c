@@ -182,6 +182,17 @@ int req_matrix_parts(Stage *s, const msgpack_object *req, const char *key, int c
 	return rows;
 }
 
+/* t becomes an f32 (rows, cols) tensor with uninitialised data */
+static void f32_matrix_alloc(Tensor *t, int rows, int cols)
+{
+	t->dtype = DT_F32;
+	t->ndim = 2;
+	t->shape[0] = rows;
+	t->shape[1] = cols;
+	t->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
+	t->data = xmalloc(t->nbytes ? t->nbytes : 1);
+}
+
 int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int cols, const float **data, Tensor *t)
 {
 	RowParts rp;
@@ -192,12 +203,7 @@ int req_matrix_view(Stage *s, const msgpack_object *req, const char *key, int co
 	}
 	/* blocks, or an unaligned block, in shared memory: gathered into *t */
 	double t0 = now_seconds();
-	t->dtype = DT_F32;
-	t->ndim = 2;
-	t->shape[0] = rows;
-	t->shape[1] = cols;
-	t->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
-	t->data = xmalloc(t->nbytes ? t->nbytes : 1);
+	f32_matrix_alloc(t, rows, cols);
 	char *o = t->data;
 	for (int i = 0; i < rp.n; i++) {
 		size_t n = (size_t)rp.rows[i] * (size_t)cols * sizeof(float);
@@ -216,12 +222,7 @@ int req_matrix(Stage *s, const msgpack_object *req, const char *key, int cols, T
 	if (!t->data) {
 		/* in shared memory: the caller owns a copy */
 		double t0 = now_seconds();
-		t->dtype = DT_F32;
-		t->ndim = 2;
-		t->shape[0] = rows;
-		t->shape[1] = cols;
-		t->nbytes = (size_t)rows * (size_t)cols * sizeof(float);
-		t->data = xmalloc(t->nbytes ? t->nbytes : 1);
+		f32_matrix_alloc(t, rows, cols);
 		memcpy(t->data, data, t->nbytes);
 		s->decode_s += now_seconds() - t0;
 	}
