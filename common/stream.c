@@ -334,6 +334,8 @@ void sr_set_buffer(SReader *r, char *(*grow)(void *ctx, size_t cap), void *ctx)
 /* reads of a frame's small parts are at most this long, so that a read seldom runs far
  * past the end of a frame (what it runs into is moved to the buffer's start later) */
 #define SR_CHUNK ((size_t)1 << 16)
+/* room reserved ahead of a frame's declared bytes, at most (see sr_try_next) */
+#define SR_RESERVE ((size_t)64 << 20)
 
 int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 {
@@ -393,6 +395,12 @@ int sr_try_next(SReader *r, const msgpack_object **out, const char **why)
 		if (r->pos > 0 && r->pos == r->len) r->pos = r->len = 0;
 		size_t have = r->len - r->pos;
 		size_t need = want > have ? (size_t)(want - have) : 0;  /* bytes still missing */
+		/* a declared size is not data yet: room is reserved ahead of the bytes for at most
+		 * SR_RESERVE bytes or as many as are here already, so that a forged declaration
+		 * (a few bytes claiming a 2 GiB bin) costs little; a real large frame then grows
+		 * the buffer by doubling as its bytes arrive */
+		size_t bound = have > SR_RESERVE ? have : SR_RESERVE;
+		if (need > bound) need = bound;
 		if (r->cap - r->len < 4096 || need > r->cap - r->len) {
 			if (r->pos > 0) {
 				memmove(r->buf, r->buf + r->pos, have);

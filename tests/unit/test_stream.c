@@ -231,6 +231,26 @@ static void test_shapes(void)
 	}
 }
 
+/* a few bytes that declare a 2 GiB bin: refused as truncated, and the reader reserved
+ * room for a bounded part of the declaration only (not 2 GiB ahead of the bytes) */
+static void test_forged_declaration(void)
+{
+	static const unsigned char forged[] = { 0x81, 0xa1, 'x', 0xc6, 0x7f, 0xff, 0xff, 0x00, 1, 2, 3 };
+	int p[2];
+	if (pipe(p) != 0) { CHECK("forged: pipe", 0); return; }
+	if (write(p[1], forged, sizeof forged) != (ssize_t)sizeof forged) { CHECK("forged: write", 0); return; }
+	close(p[1]);
+	SReader r;
+	sr_open_fd(&r, p[0], "forged");
+	r.own_fd = 1;
+	const msgpack_object *f;
+	const char *why = NULL;
+	int k = sr_try_next(&r, &f, &why);
+	CHECK("forged declaration refused", k < 0 && why && strstr(why, "truncated"));
+	CHECK("forged declaration reserved little", r.cap <= ((size_t)128 << 20));
+	sr_close(&r);
+}
+
 int main(void)
 {
 	util_init("test_stream");
@@ -239,6 +259,7 @@ int main(void)
 	test_valid_and_truncated();
 	test_random();
 	test_shapes();
+	test_forged_declaration();
 	free(mem);
 	return check_status();
 }
