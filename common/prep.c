@@ -430,11 +430,7 @@ void stats_merge(Stats *out, Stats *const *in, char *const *names, int k)
 	free(seen);
 	sm_free(&idx);
 	stats_finalize(out);
-	if (in[0]->before.len) {
-		out->before.data = xmalloc(in[0]->before.len);
-		memcpy(out->before.data, in[0]->before.data, in[0]->before.len);
-		out->before.len = in[0]->before.len;
-	}
+	if (in[0]->before.len) blob_copy(&out->before, &in[0]->before);
 }
 
 /* ---- serialisation ---- */

@@ -61,6 +61,13 @@ void blob_from_object(Blob *b, const msgpack_object *o)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+void blob_copy(Blob *dst, const Blob *src)
+{
+	dst->data = xmalloc(src->len ? src->len : 1);
+	memcpy(dst->data, src->data, src->len);
+	dst->len = src->len;
+}
+
 void blob_free(Blob *b)
 {
 	free(b->data);
@@ -682,9 +689,7 @@ void header_set(Header *h, const char *key, const Blob *b)
 	} else {
 		blob_free(&h->extra[i]);
 	}
-	h->extra[i].data = xmalloc(b->len);
-	memcpy(h->extra[i].data, b->data, b->len);
-	h->extra[i].len = b->len;
+	blob_copy(&h->extra[i], b);
 }
 
 static void header_set_packed(Header *h, const char *key, void (*fn)(msgpack_packer *, const void *), const void *arg)

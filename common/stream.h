@@ -36,6 +36,7 @@ void tensor_free(Tensor *t);
 /* A packed msgpack value kept verbatim (e.g. preprocessing statistics). */
 typedef struct { char *data; size_t len; } Blob;
 void blob_from_object(Blob *b, const msgpack_object *o);
+void blob_copy(Blob *dst, const Blob *src);  /* dst gets its own copy of src's bytes */
 void blob_free(Blob *b);
 /* unpack a blob into a zone-backed object valid while *up lives */
 const msgpack_object *blob_object(const Blob *b, msgpack_unpacked *up);

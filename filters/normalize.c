@@ -824,7 +824,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nin; i++) {
 		const Blob *b = ins[i].t.format == TF_STREAM ? header_get(&ins[i].t.din.h, "preprocessing") : NULL;
 		if (i == 0) {
-			if (!pre_trivial(b)) { in_pre.data = xmalloc(b->len); memcpy(in_pre.data, b->data, b->len); in_pre.len = b->len; }
+			if (!pre_trivial(b)) blob_copy(&in_pre, b);
 		} else if (!pre_equal(b, &in_pre)) {
 			char *d1 = pre_describe(b), *d0 = pre_describe(&in_pre);
 			die("%s: prepared by %s, but %s by %s: join inputs prepared alike", ins[i].name, d1, ins[0].name, d0);
