@@ -3,16 +3,173 @@
 #include "util.h"
 
 #include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* LAPACK from OpenBLAS (Fortran interface). */
 extern void ssyev_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda,
                    float *w, float *work, const int *lwork, int *info);
 
+/* ---- our own threads for the large products and loops ----
+ *
+ * OpenBLAS's threaded gemm synchronises its threads at every block of the inner
+ * dimension, and a thread that waits spins (sched_yield): on a machine whose cores
+ * train-step and the other stages share, one preempted thread stalls the others at each
+ * of those points. With blas_pool(n) a product of at least POOL_MIN_WORK multiply-adds
+ * is cut instead into independent bands of C's columns (or rows), each one
+ * single-threaded OpenBLAS call, that n threads (the caller is one of them) take in
+ * turn; a thread with no band left returns or sleeps on a condition variable, and a
+ * thread that wakes late finds nothing to do: nobody waits for a thread that has no
+ * core. A band computes each element of C with the same sum in the same order as the
+ * whole product on one thread, so the result does not depend on n. */
+
+#define POOL_MAX 8
+#define POOL_MIN_WORK ((double)(1 << 24))
+
+static struct {
+	int n;                        /* threads including the caller; <= 1: no pool */
+	pthread_t th[POOL_MAX];
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	unsigned job;                 /* bumped for each job (under mu) */
+	void (*fn)(void *, int);      /* the current job (under mu) */
+	void *ctx;
+	int nchunks;
+	_Atomic uint64_t claim;       /* job << 32 | next chunk to take */
+	atomic_int finished;          /* chunks of the current job done */
+} P = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
+
+/* take and run chunks of job `job` until none is left; returns the chunks run */
+static void pool_work(unsigned job, void (*fn)(void *, int), void *ctx, int nchunks)
+{
+	for (;;) {
+		uint64_t v = atomic_load(&P.claim);
+		if ((unsigned)(v >> 32) != job || (int)(uint32_t)v >= nchunks) return;
+		if (!atomic_compare_exchange_weak(&P.claim, &v, v + 1)) continue;
+		fn(ctx, (int)(uint32_t)v);
+		if (atomic_fetch_add(&P.finished, 1) + 1 == nchunks) {
+			pthread_mutex_lock(&P.mu);
+			pthread_cond_signal(&P.done);
+			pthread_mutex_unlock(&P.mu);
+		}
+	}
+}
+
+static void *pool_thread(void *arg)
+{
+	(void)arg;
+	unsigned seen = 0;
+	pthread_mutex_lock(&P.mu);
+	for (;;) {
+		while (P.job == seen) pthread_cond_wait(&P.go, &P.mu);
+		seen = P.job;
+		void (*fn)(void *, int) = P.fn;
+		void *ctx = P.ctx;
+		int nchunks = P.nchunks;
+		pthread_mutex_unlock(&P.mu);
+		pool_work(seen, fn, ctx, nchunks);
+		pthread_mutex_lock(&P.mu);
+	}
+	return NULL;
+}
+
+int blas_pool(int n)
+{
+	if (n > POOL_MAX) n = POOL_MAX;
+	if (P.n > 1 || n <= 1) return P.n > 1 ? P.n : 1;
+	/* the products run on one OpenBLAS thread each, called from ours */
+	openblas_set_num_threads(1);
+	P.n = 1;
+	for (int i = 1; i < n; i++) {
+		if (pthread_create(&P.th[i], NULL, pool_thread, NULL) != 0) break;
+		P.n++;
+	}
+	return P.n;
+}
+
+int blas_pool_threads(void)
+{
+	return P.n > 1 ? P.n : 1;
+}
+
+void blas_parallel(int nchunks, void (*fn)(void *ctx, int chunk), void *ctx)
+{
+	if (nchunks <= 0) return;
+	if (P.n <= 1 || nchunks == 1) {
+		for (int c = 0; c < nchunks; c++) fn(ctx, c);
+		return;
+	}
+	pthread_mutex_lock(&P.mu);
+	unsigned job = ++P.job;
+	P.fn = fn;
+	P.ctx = ctx;
+	P.nchunks = nchunks;
+	atomic_store(&P.finished, 0);
+	atomic_store(&P.claim, (uint64_t)job << 32);
+	pthread_cond_broadcast(&P.go);
+	pthread_mutex_unlock(&P.mu);
+	pool_work(job, fn, ctx, nchunks);
+	pthread_mutex_lock(&P.mu);
+	while (atomic_load(&P.finished) < nchunks) pthread_cond_wait(&P.done, &P.mu);
+	pthread_mutex_unlock(&P.mu);
+}
+
+/* one band of a product cut by blas_parallel */
+typedef struct {
+	int ta, tb, M, N, K, lda, ldb, ldc, cols, step;  /* cols: bands of columns, else of rows */
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+} Band;
+
+static void band_run(void *ctx, int c)
+{
+	const Band *g = ctx;
+	int total = g->cols ? g->N : g->M;
+	int lo = c * g->step, hi = lo + g->step < total ? lo + g->step : total;
+	if (lo >= hi) return;
+	const float *A = g->A, *B = g->B;
+	float *C = g->C;
+	int M = g->M, N = g->N;
+	if (g->cols) {
+		/* C[:, lo:hi] = op(A) op(B)[:, lo:hi] */
+		B += g->tb ? (size_t)lo * g->ldb : (size_t)lo;
+		C += lo;
+		N = hi - lo;
+	} else {
+		/* C[lo:hi, :] = op(A)[lo:hi, :] op(B) */
+		A += g->ta ? (size_t)lo : (size_t)lo * g->lda;
+		C += (size_t)lo * g->ldc;
+		M = hi - lo;
+	}
+	cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+	            M, N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
+}
+
+/* a product on the pool: bands of the longer side of C, about 1024 wide, at least one
+ * per thread and at least 128 wide (each band packs the whole other operand again) */
+static int gemm_pool(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (P.n <= 1 || (double)M * N * K < POOL_MIN_WORK) return 0;
+	Band g = { ta, tb, M, N, K, lda, ldb, ldc, N >= M, 0, alpha, beta, A, B, C };
+	int len = g.cols ? N : M;
+	int n = len / 1024;
+	if (n < P.n) n = P.n;
+	if (n > len / 128) n = len / 128;
+	if (n < 2) return 0;
+	g.step = (len + n - 1) / n;
+	blas_parallel((len + g.step - 1) / g.step, band_run, &g);
+	return 1;
+}
+
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc)
 {
 	if (M == 0 || N == 0) return;
+	if (gemm_pool(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 	            M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

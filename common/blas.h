@@ -8,4 +8,13 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
  * a overwritten by eigenvectors (rows). Returns 0 on success. */
 int sym_eig(float *a, float *w, int n);
 void blas_threads(int n);
+/* Our own n threads (the caller counts as one) for large products: gemm then cuts a
+ * product into independent bands that the threads take in turn, each a one-thread
+ * OpenBLAS call (OpenBLAS is set to one thread). Results do not depend on n. Started
+ * once; returns the threads in use (1: none). */
+int blas_pool(int n);
+int blas_pool_threads(void);
+/* fn(ctx, c) for c = 0 .. nchunks-1, on the pool's threads when there is one (in any
+ * order, each chunk once); returns when all are done */
+void blas_parallel(int nchunks, void (*fn)(void *ctx, int chunk), void *ctx);
 #endif

@@ -11,6 +11,27 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* ---- large buffers ---- */
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *nn_alloc(size_t n, size_t size, int zero)
+{
+	if (n == 0) n = 1;
+	if (n > SIZE_MAX / size) die("out of memory (%zu x %zu bytes)", n, size);
+	size_t bytes = n * size;
+	if (bytes < 2 * HUGE_PAGE) return zero ? xcalloc(n, size) : xmalloc(bytes);
+	size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	void *p = NULL;
+	if (posix_memalign(&p, HUGE_PAGE, len) != 0) die("out of memory (%zu bytes)", len);
+#ifdef MADV_HUGEPAGE
+	madvise(p, len, MADV_HUGEPAGE);  /* a hint: without it, ordinary pages */
+#endif
+	if (zero) memset(p, 0, bytes);
+	return p;
+}
 
 /* ---- Linear ---- */
 

@@ -112,8 +112,8 @@ Mlp *mlp_new(const MlpSpec *spec, uint64_t seed)
 	m->maxw = maxw;
 	m->nparams = np;
 	m->nbuffers = nb;
-	m->params = xcalloc(np ? np : 1, sizeof(float));
-	m->grads = xcalloc(np ? np : 1, sizeof(float));
+	m->params = nn_alloc(np, sizeof(float), 1);
+	m->grads = nn_alloc(np, sizeof(float), 1);
 	m->buffers = xcalloc(nb ? nb : 1, sizeof(float));
 	float *p = m->params, *g = m->grads, *bu = m->buffers;
 	char name[32];
@@ -233,8 +233,8 @@ static void reserve(Mlp *m, int B)
 	}
 	free(m->arena);
 	free(m->scratch);
-	m->arena = xmallocarray(total, sizeof(float));
-	m->scratch = xmallocarray((size_t)2 * cap * m->maxw, sizeof(float));
+	m->arena = nn_alloc(total, sizeof(float), 0);
+	m->scratch = nn_alloc((size_t)2 * cap * m->maxw, sizeof(float), 0);
 	float *a = m->arena;
 	m->xcopy = a; a += (size_t)cap * s->in;
 	for (int l = 0; l < s->nlayers; l++) {

@@ -1,6 +1,7 @@
 /* optim.c: optimisers (Adam, AdamW, SGD with momentum; PyTorch semantics) and the
  * schedules of Ganin & Lempitsky (2016). One flat parameter vector, one gradient vector. */
 #include "nn.h"
+#include "blas.h"
 #include "util.h"
 
 #include <math.h>
@@ -21,8 +22,8 @@ void optim_init(Optim *o, OptKind kind, size_t n)
 	o->momentum = 0.0f;
 	o->t = 0;
 	o->n = n;
-	o->m = xcalloc(n ? n : 1, sizeof(float));
-	o->v = kind == OPT_SGD ? NULL : xcalloc(n ? n : 1, sizeof(float));
+	o->m = nn_alloc(n, sizeof(float), 1);
+	o->v = kind == OPT_SGD ? NULL : nn_alloc(n, sizeof(float), 1);
 }
 
 void optim_free(Optim *o)
@@ -107,6 +108,20 @@ static void *range_thread(void *a)
 	return NULL;
 }
 
+typedef struct {
+	Range r;
+	size_t per;
+} Chunks;
+
+static void chunk_run(void *ctx, int i)
+{
+	const Chunks *c = ctx;
+	Range r = c->r;
+	r.lo = (size_t)i * c->per;
+	r.hi = r.lo + c->per < r.o->n ? r.lo + c->per : r.o->n;
+	run_range(&r);
+}
+
 /* Threads for a large update (a wide encoder's 5 M parameters): $DAPIPE_OPTIM_THREADS,
  * else the online cores, at most 8; 1 below a million parameters. Each element is
  * updated alone, so the result does not depend on the number of threads. */
@@ -142,6 +157,13 @@ static void step(Optim *o, float *params, float *grads, float lr, int zero)
 		r.l2 = decoupled ? 0.0f : wd;
 	}
 	size_t n = o->n;
+	if (n >= ((size_t)1 << 20) && blas_pool_threads() > 1) {
+		/* on the pool's threads (see blas_pool): chunks of 256 Ki elements, taken in
+		 * turn, so a thread that has no core does not hold the others up */
+		Chunks c = { r, (size_t)1 << 18 };
+		blas_parallel((int)((n + c.per - 1) / c.per), chunk_run, &c);
+		return;
+	}
 	int k = range_threads(n);
 	Range part[8];
 	pthread_t th[8];

@@ -471,10 +471,14 @@ static void stage_threads(Stage *s)
 	if (big < STAGE_SMALL_LAYER && !single) {
 		blas_threads(1);
 		single = 1;
-	} else if (big >= STAGE_SMALL_LAYER && single) {
+	} else if (big >= STAGE_SMALL_LAYER && (single || blas_pool_threads() == 1)) {
 		const char *e = getenv("OPENBLAS_NUM_THREADS");
 		long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-		blas_threads(n >= 1 ? (int)n : 1);
+		if (n < 1) n = 1;
+		/* the large products on our own threads (blas_pool), each band on one
+		 * OpenBLAS thread: no thread spins waiting for a preempted one */
+		if (n > 1 && blas_pool((int)n) > 1) blas_threads(1);
+		else blas_threads((int)n);
 		single = 0;
 	}
 }
