@@ -18,7 +18,9 @@
  * GTEx-like and ARCHS4-like shift parameters can be overridden at compile time
  * (GTEX_MIX, GTEX_PROG, GTEX_NUIS, GTEX_QSD, GTEX_PROG_NOISE, GTEX_MISS_MARKERS,
  * GTEX_CONTAM, GTEX_CONTAM_MAX, ARCHS4_MIX, ARCHS4_PROG, ARCHS4_NUIS, ARCHS4_QSD,
- * ARCHS4_PROG_NOISE) for experiments; the defaults make the committed samples.
+ * ARCHS4_PROG_NOISE, and the tumour programs TCGA_TUMOUR, ARCHS4_TUMOUR, GTEX_TUMOUR,
+ * TUM_FRAC, TUM_LOAD, TUM_MEAN_SD, TUM_SD) for experiments; the defaults make the
+ * committed samples.
  *
  * Options: --out DIR (required), --seed N (1), --genes N (2000), --tcga N (1200),
  * --archs4 N (1200), --gtex N (500), --samples N (all three), --shift S (1.0),
@@ -95,6 +97,33 @@
 #ifndef ARCHS4_PROG_NOISE
 #define ARCHS4_PROG_NOISE 0.0
 #endif
+/* tumour programs (an experiment, off in the committed samples): expression programs of
+ * the tumour itself (proliferation, immune infiltration, stroma, hypoxia) whose activity
+ * depends on the cancer type, present in a cohort's tumour samples (TCGA_TUMOUR,
+ * ARCHS4_TUMOUR: their share) and absent from normal tissue; each loads on a share of
+ * the non-marker genes. docs/PIPELINES.md, "Shifts that marginal alignment cannot use". */
+#define NTUM 4
+#ifndef TUM_FRAC
+#define TUM_FRAC 0.04  /* non-marker genes each tumour program loads on */
+#endif
+#ifndef TUM_LOAD
+#define TUM_LOAD 0.6   /* loading sd, log2 */
+#endif
+#ifndef TUM_MEAN_SD
+#define TUM_MEAN_SD 1.5 /* sd of the cancer-type means of the tumour program activities */
+#endif
+#ifndef TUM_SD
+#define TUM_SD 0.5     /* per-sample sd of a tumour program's activity */
+#endif
+#ifndef TCGA_TUMOUR
+#define TCGA_TUMOUR 0.0 /* share of tumour samples (e.g. 1.0) */
+#endif
+#ifndef ARCHS4_TUMOUR
+#define ARCHS4_TUMOUR 0.0 /* (e.g. 0.5) */
+#endif
+#ifndef GTEX_TUMOUR
+#define GTEX_TUMOUR 0.0
+#endif
 #define NUIS_FRAC 0.3 /* marker genes each nuisance factor acts on */
 #define MIX_FRAC 0.3  /* marker genes read and written by each mixing component */
 
@@ -147,6 +176,7 @@ typedef struct {
 	double prog_noise;       /* sd of extra per-sample program activity in this cohort */
 	double mix;              /* gene-gene mixing strength */
 	double contam, contam_max; /* contaminated sample fraction, largest contaminating share */
+	double tumour;           /* share of samples carrying the tumour programs */
 	double *mixu, *mixv;     /* (G, NMIX) mixing: written to, read from */
 	double *a, *b;           /* per gene shift and scale */
 	double *nload;           /* (G, NNUIS) nuisance loadings */
@@ -161,6 +191,8 @@ typedef struct {
 	double *delta;           /* (NCLASS, G) class marker effects, log2 */
 	double *load;            /* (G, NPROG) program loadings */
 	double *pmean;           /* (NCLASS, NPROG) class means of the program activities */
+	double *tload;           /* (G, NTUM) tumour program loadings */
+	double *tmean;           /* (NCLASS, NTUM) cancer-type means of the tumour programs */
 	double shift;
 } Model;
 
@@ -373,6 +405,21 @@ static void build_genes(Model *m, uint64_t seed)
 	for (int c = 0; c < NCLASS; c++)
 		for (int k = 0; k < NPROG; k++)
 			m->pmean[(size_t)c * NPROG + k] = PROG_MEAN_SD * rng_normal(&rp);
+
+	/* tumour programs: on non-marker genes only (what a tumour adds, not what makes
+	 * the organ), with a cancer-type mean activity */
+	Rng rt;
+	rng_seed2(&rt, seed, 4);
+	m->tload = xcalloc((size_t)G * NTUM, sizeof(double));
+	for (int j = 0; j < G; j++)
+		for (int k = 0; k < NTUM; k++) {
+			double u = rng_uniform(&rt), z = rng_normal(&rt);
+			if (!m->g[j].marker && u < TUM_FRAC) m->tload[(size_t)j * NTUM + k] = TUM_LOAD * z;
+		}
+	m->tmean = xmallocarray((size_t)NCLASS * NTUM, sizeof(double));
+	for (int c = 0; c < NCLASS; c++)
+		for (int k = 0; k < NTUM; k++)
+			m->tmean[(size_t)c * NTUM + k] = TUM_MEAN_SD * rng_normal(&rt);
 }
 
 static void build_cohort(const Model *m, Cohort *co, uint64_t seed)
@@ -471,12 +518,26 @@ static void gen_profile(const Model *m, const Cohort *co, Rng *r, int c, const d
 		cc = (int)rng_below(r, NCLASS);
 		if (u < co->contam && cc != c) calpha = clampd(S * co->contam_max, 0, 1) * a;
 	}
+	/* tumour program activities (drawn only in a cohort with tumour samples) */
+	double t[NTUM] = { 0 };
+	int tum = 0;
+	if (co->tumour != 0) {
+		tum = rng_uniform(r) < co->tumour;
+		for (int k = 0; k < NTUM; k++) {
+			double z = rng_normal(r);
+			if (tum) t[k] = m->tmean[(size_t)c * NTUM + k] + TUM_SD * z;
+		}
+	}
 	/* the true expression x, centred on the baseline, into y */
 	for (int j = 0; j < G; j++) {
 		const Gene *g = &m->g[j];
 		double x = m->delta[(size_t)c * G + j] + g->sd * rng_normal(r);
 		const double *L = &m->load[(size_t)j * NPROG];
 		for (int k = 0; k < NPROG; k++) x += L[k] * f[k];
+		if (tum) {
+			const double *T = &m->tload[(size_t)j * NTUM];
+			for (int k = 0; k < NTUM; k++) x += S * T[k] * t[k];
+		}
 		y[j] = x;
 	}
 	/* gene-gene mixing: s_k = sum_j v_jk x_j, added as u_gk s_k */
@@ -827,16 +888,17 @@ int main(int argc, char **argv)
 	 * reference measurement: no gene-wise batch effect, no curve */
 	Cohort tcga = { .name = "tcga", .n = ntcga, .w = W_TCGA, .rng_stream = 10,
 		.tau = 0, .rho = 0, .frac = 0, .q_mean = 0, .q_sd = 0.15,
-		.kappa = 0, .knee = 6, .miss = 0.01, .nuis_sd = 0.15, .prog_sd = 0, .mix = 0 };
+		.kappa = 0, .knee = 6, .miss = 0.01, .nuis_sd = 0.15, .prog_sd = 0, .mix = 0,
+		.tumour = TCGA_TUMOUR };
 	Cohort archs4 = { .name = "archs4", .n = narchs4, .w = W_ARCHS4, .rng_stream = 20,
 		.tau = 0.4, .rho = 0.125, .frac = 0.6, .q_mean = 0.25, .q_sd = ARCHS4_QSD,
 		.kappa = -0.15, .knee = 5, .miss = 0.03, .nuis_sd = ARCHS4_NUIS, .prog_sd = ARCHS4_PROG,
-		.prog_noise = ARCHS4_PROG_NOISE, .mix = ARCHS4_MIX };
+		.prog_noise = ARCHS4_PROG_NOISE, .mix = ARCHS4_MIX, .tumour = ARCHS4_TUMOUR };
 	Cohort gtex = { .name = "gtex", .n = ngtex, .w = W_GTEX, .rng_stream = 30,
 		.tau = GTEX_TAU, .rho = 0.15, .frac = GTEX_FRAC, .q_mean = 0.5, .q_sd = GTEX_QSD,
 		.kappa = 0.2, .knee = 4, .miss = 0.005, .miss_mark = GTEX_MISS_MARKERS, .nuis_sd = GTEX_NUIS,
 		.prog_sd = GTEX_PROG, .prog_noise = GTEX_PROG_NOISE, .mix = GTEX_MIX,
-		.contam = GTEX_CONTAM, .contam_max = GTEX_CONTAM_MAX };
+		.contam = GTEX_CONTAM, .contam_max = GTEX_CONTAM_MAX, .tumour = GTEX_TUMOUR };
 	build_cohort(&m, &tcga, seed);
 	build_cohort(&m, &archs4, seed);
 	build_cohort(&m, &gtex, seed);
@@ -863,5 +925,7 @@ int main(int argc, char **argv)
 	free(m.delta);
 	free(m.load);
 	free(m.pmean);
+	free(m.tload);
+	free(m.tmean);
 	return 0;
 }

@@ -100,3 +100,18 @@ ok samples-3.22-genes-map sh -c "[ \$(wc -l <'$TMP/a/genes.tsv') -eq 301 ] && he
 ok samples-3.23-skip-cohorts gen-samples --out "$TMP/d" --genes 100 --samples 32 --archs4 0 -q
 ok samples-3.24-gzip sh -c "[ -f '$TMP/d/tcga.csv.gz' ] && [ -f '$TMP/d/gtex.gct.gz' ] && [ ! -e '$TMP/d/archs4.tsv.gz' ] && gzip -t '$TMP/d/tcga.csv.gz'"
 ok samples-3.25-samples-size sh -c "[ \$(gzip -dc '$TMP/d/tcga.csv.gz' | wc -l) -eq 33 ]"
+
+# ---- samples/shift-experiment.sh: a generator variant built by flags, five datasets,
+# one table row per method (small cohorts, 2 epochs: the machinery, not the figures) ----
+SAN=""
+[ -n "${SANITIZE:-}" ] && SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
+run samples-4.1-shift-experiment 0 env OUT="$TMP/se" BIN="$BIN" BUILD="$(dirname "$UNITS")" \
+	CC="${CC:-cc} $SAN" METHODS="source-only dann" EPOCHS=2 \
+	GEN_OPTS="--genes 300 --tcga 160 --archs4 160 --gtex 128" \
+	sh "$S/shift-experiment.sh" -DTCGA_TUMOUR=1 -DARCHS4_TUMOUR=0.5
+ok samples-4.2-table awk -F'|' '$2 ~ /^ (source-only|dann) $/ { n++; for (i = 3; i <= 8; i++) if ($i !~ /^ [01]\.[0-9][0-9][0-9] $/) exit 1 } END { exit n != 2 }' "$OUT"
+# the tumour programs act on the cohorts that have tumours only (GTEx-like: none, and
+# its random streams untouched), and on the non-marker genes
+gen-samples --out "$TMP/se-base" --seed 1 -q --genes 300 --tcga 160 --archs4 160 --gtex 128 --no-gzip
+ok samples-4.3-tumour-gtex-unchanged sh -c "gzip -dc '$TMP/se/g1/gtex.gct.gz' | cmp -s - '$TMP/se-base/gtex.gct'"
+ok samples-4.4-tumour-tcga-changed sh -c "! gzip -dc '$TMP/se/g1/tcga.csv.gz' | cmp -s - '$TMP/se-base/tcga.csv'"
