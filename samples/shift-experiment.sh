@@ -32,7 +32,7 @@ DAPIPE_BIN=$(cd "$BIN" && pwd)
 export OPENBLAS_NUM_THREADS=1 DAPIPE_BIN
 
 # the generator variant (the library's link flags, as the Makefile uses them)
-LIBS=$(make -s -f - print-libs <<'EOF' 2>/dev/null || true
+LIBS=$(env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make --no-print-directory -s -f - print-libs <<'EOF' 2>/dev/null || true
 include Makefile
 print-libs:
 	@echo $(LDLIBS)
