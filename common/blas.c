@@ -17,16 +17,16 @@ extern void ssyev_(const char *jobz, const char *uplo, const int *n, float *a, c
  * OpenBLAS's threaded gemm synchronises its threads at every block of the inner
  * dimension, and a thread that waits spins (sched_yield): on a machine whose cores
  * train-step and the other stages share, one preempted thread stalls the others at each
- * of those points. With blas_pool(n) a product of at least POOL_MIN_WORK multiply-adds
- * is cut instead into independent bands of C's columns (or rows), each one
- * single-threaded OpenBLAS call, that n threads (the caller is one of them) take in
- * turn; a thread with no band left returns or sleeps on a condition variable, and a
- * thread that wakes late finds nothing to do: nobody waits for a thread that has no
- * core. A band computes each element of C with the same sum in the same order as the
- * whole product on one thread, so the result does not depend on n. */
+ * of those points. Here (once OpenBLAS runs on one thread: blas_threads(1), as in the
+ * training stages, or blas_pool) a product of at least POOL_MIN_WORK multiply-adds is cut into
+ * independent bands of C's columns (or rows), each one single-threaded OpenBLAS call;
+ * with blas_pool(n), n threads (the caller is one of them) take the bands in turn, a
+ * thread with no band left returns or sleeps on a condition variable, and a thread that
+ * wakes late finds nothing to do: nobody waits for a thread that has no core. The bands
+ * depend on the shape alone, so the result does not depend on the number of threads. */
 
 #define POOL_MAX 8
-#define POOL_MIN_WORK ((double)(1 << 24))
+#define POOL_MIN_WORK ((double)(1 << 21))
 
 static struct {
 	int n;                        /* threads including the caller; <= 1: no pool */
@@ -41,12 +41,19 @@ static struct {
 	atomic_int finished;          /* chunks of the current job done */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
-/* take and run chunks of job `job` until none is left; returns the chunks run */
+/* OpenBLAS set to one thread (blas_threads(1) or blas_pool): products are cut in bands */
+static int one_thread;
+
+/* set while a thread runs a chunk: a blas_parallel (or gemm) inside it runs there */
+static _Thread_local int in_chunk;
+
+/* take and run chunks of job `job` until none is left */
 static void pool_work(unsigned job, void (*fn)(void *, int), void *ctx, int nchunks)
 {
+	in_chunk = 1;
 	for (;;) {
 		uint64_t v = atomic_load(&P.claim);
-		if ((unsigned)(v >> 32) != job || (int)(uint32_t)v >= nchunks) return;
+		if ((unsigned)(v >> 32) != job || (int)(uint32_t)v >= nchunks) break;
 		if (!atomic_compare_exchange_weak(&P.claim, &v, v + 1)) continue;
 		fn(ctx, (int)(uint32_t)v);
 		if (atomic_fetch_add(&P.finished, 1) + 1 == nchunks) {
@@ -55,6 +62,7 @@ static void pool_work(unsigned job, void (*fn)(void *, int), void *ctx, int nchu
 			pthread_mutex_unlock(&P.mu);
 		}
 	}
+	in_chunk = 0;
 }
 
 static void *pool_thread(void *arg)
@@ -81,6 +89,7 @@ int blas_pool(int n)
 	if (P.n > 1 || n <= 1) return P.n > 1 ? P.n : 1;
 	/* the products run on one OpenBLAS thread each, called from ours */
 	openblas_set_num_threads(1);
+	one_thread = 1;
 	P.n = 1;
 	for (int i = 1; i < n; i++) {
 		if (pthread_create(&P.th[i], NULL, pool_thread, NULL) != 0) break;
@@ -97,7 +106,7 @@ int blas_pool_threads(void)
 void blas_parallel(int nchunks, void (*fn)(void *ctx, int chunk), void *ctx)
 {
 	if (nchunks <= 0) return;
-	if (P.n <= 1 || nchunks == 1) {
+	if (P.n <= 1 || nchunks == 1 || in_chunk) {
 		for (int c = 0; c < nchunks; c++) fn(ctx, c);
 		return;
 	}
@@ -148,19 +157,26 @@ static void band_run(void *ctx, int c)
 	            M, N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
 }
 
-/* a product on the pool: bands of the longer side of C, about 1024 wide, at least one
- * per thread and at least 128 wide (each band packs the whole other operand again) */
-static int gemm_pool(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc)
+int blas_band(int len)
 {
-	if (P.n <= 1 || (double)M * N * K < POOL_MIN_WORK) return 0;
+	int n = len / 1024;
+	if (n < 2) n = 2;
+	if (n > len / 128) n = len / 128;
+	return n < 2 ? 0 : (len + n - 1) / n;
+}
+
+/* A large product in bands of the longer side of C (blas_band: about 1024 wide, at
+ * least 2 and at least 128 wide, since each band packs the whole other operand again),
+ * on the pool's threads when there is a pool, else one after the other: the bands
+ * depend on the shape alone, so the result is the same on any number of threads. */
+static int gemm_bands(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (!one_thread || (double)M * N * K < POOL_MIN_WORK) return 0;
 	Band g = { ta, tb, M, N, K, lda, ldb, ldc, N >= M, 0, alpha, beta, A, B, C };
 	int len = g.cols ? N : M;
-	int n = len / 1024;
-	if (n < P.n) n = P.n;
-	if (n > len / 128) n = len / 128;
-	if (n < 2) return 0;
-	g.step = (len + n - 1) / n;
+	g.step = blas_band(len);
+	if (g.step == 0) return 0;
 	blas_parallel((len + g.step - 1) / g.step, band_run, &g);
 	return 1;
 }
@@ -169,7 +185,15 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
           const float *B, int ldb, float beta, float *C, int ldc)
 {
 	if (M == 0 || N == 0) return;
-	if (gemm_pool(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+	if (gemm_bands(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+	            M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm1(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+           const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (M == 0 || N == 0) return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 	            M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -192,4 +216,5 @@ int sym_eig(float *a, float *w, int n)
 void blas_threads(int n)
 {
 	openblas_set_num_threads(n);
+	one_thread = n == 1;
 }

@@ -348,7 +348,58 @@ static float *next_buf(float *P, float *Q, const float *d, long cnt)
 	return nx;
 }
 
+/* The first layer's weight gradient (out x in, the encoder's 20 MiB) and the optimiser
+ * step together: the columns of dW in gemm's bands (about 1024 wide), each computed and at once
+ * used by the step while it is in cache (instead of written out whole, then read back
+ * by the step), and the rest of the parameters as one more piece; the pieces are taken
+ * by the pool's threads (blas_parallel), so a memory-bound step on one thread overlaps
+ * a product on the other. Each element goes through the same arithmetic as
+ * linear_backward then optim_step_zero. */
+typedef struct {
+	Mlp *m;
+	const Layer *y;
+	const float *d;
+	int B, nbands, width;
+	const OptimStep *st;
+} Fused;
+
+static void fused_piece(void *ctx, int c)
+{
+	const Fused *f = ctx;
+	const Layer *y = f->y;
+	Mlp *m = f->m;
+	if (c == f->nbands) {
+		optim_step_range(f->st, m->params, m->grads, (size_t)y->out * y->in, m->nparams);
+		return;
+	}
+	int lo = c * f->width, hi = lo + f->width < y->in ? lo + f->width : y->in;
+	/* dw[:, lo:hi] += dout^T (out,B) @ inp[:, lo:hi] (B,hi-lo) */
+	gemm1(1, 0, y->out, hi - lo, f->B, 1.0f, f->d, y->out, y->inp + lo, y->in, 1.0f, y->dw + lo, y->in);
+	for (int o = 0; o < y->out; o++) {
+		size_t base = (size_t)o * y->in;
+		optim_step_range(f->st, m->params, m->grads, base + lo, base + hi);
+	}
+}
+
+static void backward(Mlp *m, const float *dout, float *dx, Optim *opt, float lr);
+
 void mlp_backward(Mlp *m, const float *dout, float *dx)
+{
+	backward(m, dout, dx, NULL, 0.0f);
+}
+
+void mlp_backward_step(Mlp *m, const float *dout, float *dx, Optim *opt, float lr)
+{
+	const Layer *y = &m->layers[0];
+	if (dx || opt->n != m->nparams || y->w != m->params || (size_t)y->in * y->out < ((size_t)1 << 20)) {
+		backward(m, dout, dx, NULL, 0.0f);
+		optim_step_zero(opt, m->params, m->grads, lr);
+		return;
+	}
+	backward(m, dout, NULL, opt, lr);
+}
+
+static void backward(Mlp *m, const float *dout, float *dx, Optim *opt, float lr)
 {
 	ASSERT(m->B > 0);
 	const MlpSpec *s = &m->spec;
@@ -391,6 +442,19 @@ void mlp_backward(Mlp *m, const float *dout, float *dx)
 		} else {
 			dinp = dx;
 			if (dx) memset(dx, 0, (size_t)B * y->in * sizeof(float));
+		}
+		if (l == 0 && opt) {
+			/* the biases' gradient first: every gradient but dW is then final */
+			linear_backward(NULL, NULL, y->db, d, y->inp, y->w, B, y->in, y->out);
+			OptimStep st;
+			optim_step_begin(opt, lr, &st);
+			/* the bands of gemm's (blas_band), so the bits are those of the unfused path */
+			int wb = blas_band(y->in);
+			if (wb == 0) wb = y->in;
+			int nb = (y->in + wb - 1) / wb;
+			Fused f = { m, y, d, B, nb, wb, &st };
+			blas_parallel(nb + 1, fused_piece, &f);
+			break;
 		}
 		linear_backward(dinp, y->dw, y->db, d, y->inp, y->w, B, y->in, y->out);
 		d = dinp;

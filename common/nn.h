@@ -155,6 +155,22 @@ void optim_free(Optim *o);
 void optim_step(Optim *o, float *params, const float *grads, float lr);
 /* the same step, then grads set to zero, in one pass over memory */
 void optim_step_zero(Optim *o, float *params, float *grads, float lr);
+/* The same step in pieces, e.g. each band of a gradient right after it is computed:
+ * optim_step_begin counts the step and fixes its constants, then optim_step_range
+ * updates params[lo, hi) from grads[lo, hi) and zeroes those gradients. Every element
+ * of params must be covered once per step; each element is updated alone, so the
+ * pieces give exactly what optim_step_zero gives. */
+typedef struct {
+	Optim *o;
+	float lr, inv_bc2_sqrt, step_size, shrink, l2;
+} OptimStep;
+void optim_step_begin(Optim *o, float lr, OptimStep *st);
+void optim_step_range(const OptimStep *st, float *params, float *grads, size_t lo, size_t hi);
+/* mlp_backward, then the optimiser step with rate lr and the gradients zeroed
+ * (optim_step_zero over all parameters), with the same result; without dx and with a
+ * large first layer, that layer's weight gradient is computed and used by the step in
+ * bands, on the pool's threads (blas_parallel). */
+void mlp_backward_step(Mlp *m, const float *dout, float *dx, Optim *opt, float lr);
 
 /* ---- schedules; p in [0,1] is training progress ---- */
 float sched_lr_ganin(float lr0, float p);   /* lr0 / (1 + 10 p)^0.75 */

@@ -79,27 +79,52 @@ static inline __attribute__((always_inline)) void adam_pass(float *restrict p, f
 	}
 }
 
-/* one contiguous range [lo, hi) of the update; the constants of this step in c */
+/* one contiguous range [lo, hi) of the update; the constants of this step in st */
 typedef struct {
-	Optim *o;
+	OptimStep st;
 	float *params, *grads;
 	size_t lo, hi;
-	float lr, inv_bc2_sqrt, step_size, shrink, l2;
 	int zero;
 } Range;
 
 static void run_range(const Range *r)
 {
-	Optim *o = r->o;
+	const OptimStep *st = &r->st;
+	Optim *o = st->o;
 	size_t lo = r->lo, n = r->hi - r->lo;
 	float *p = r->params + lo, *g = r->grads + lo;
 	if (o->kind == OPT_SGD) {
-		sgd_pass(p, g, o->m + lo, n, r->lr, o->weight_decay, o->momentum, r->zero);
+		sgd_pass(p, g, o->m + lo, n, st->lr, o->weight_decay, o->momentum, r->zero);
 		return;
 	}
 	/* zero as a constant in each call, so neither loop carries the branch */
-	if (r->zero) adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, r->step_size, r->inv_bc2_sqrt, r->shrink, r->l2, 1);
-	else adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, r->step_size, r->inv_bc2_sqrt, r->shrink, r->l2, 0);
+	if (r->zero) adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, st->step_size, st->inv_bc2_sqrt, st->shrink, st->l2, 1);
+	else adam_pass(p, g, o->m + lo, o->v + lo, n, o->beta1, o->beta2, o->eps, st->step_size, st->inv_bc2_sqrt, st->shrink, st->l2, 0);
+}
+
+void optim_step_begin(Optim *o, float lr, OptimStep *st)
+{
+	memset(st, 0, sizeof *st);
+	o->t++;
+	st->o = o;
+	st->lr = lr;
+	if (o->kind != OPT_SGD) {
+		float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
+		float bc1 = 1.0f - powf(b1, (float)o->t);
+		float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)o->t));
+		int decoupled = o->kind == OPT_ADAMW;
+		st->step_size = lr / bc1;
+		/* sqrt(v) / bc2_sqrt as sqrt(v) * (1 / bc2_sqrt): within one rounding of PyTorch's */
+		st->inv_bc2_sqrt = 1.0f / bc2_sqrt;
+		st->shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+		st->l2 = decoupled ? 0.0f : wd;
+	}
+}
+
+void optim_step_range(const OptimStep *st, float *params, float *grads, size_t lo, size_t hi)
+{
+	Range r = { *st, params, grads, lo, hi, 1 };
+	if (hi > lo) run_range(&r);
 }
 
 static void *range_thread(void *a)
@@ -118,7 +143,7 @@ static void chunk_run(void *ctx, int i)
 	const Chunks *c = ctx;
 	Range r = c->r;
 	r.lo = (size_t)i * c->per;
-	r.hi = r.lo + c->per < r.o->n ? r.lo + c->per : r.o->n;
+	r.hi = r.lo + c->per < r.st.o->n ? r.lo + c->per : r.st.o->n;
 	run_range(&r);
 }
 
@@ -137,25 +162,12 @@ static int range_threads(size_t n)
 
 static void step(Optim *o, float *params, float *grads, float lr, int zero)
 {
-	o->t++;
 	Range r;
 	memset(&r, 0, sizeof r);
-	r.o = o;
+	optim_step_begin(o, lr, &r.st);
 	r.params = params;
 	r.grads = grads;
-	r.lr = lr;
 	r.zero = zero;
-	if (o->kind != OPT_SGD) {
-		float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
-		float bc1 = 1.0f - powf(b1, (float)o->t);
-		float bc2_sqrt = sqrtf(1.0f - powf(b2, (float)o->t));
-		int decoupled = o->kind == OPT_ADAMW;
-		r.step_size = lr / bc1;
-		/* sqrt(v) / bc2_sqrt as sqrt(v) * (1 / bc2_sqrt): within one rounding of PyTorch's */
-		r.inv_bc2_sqrt = 1.0f / bc2_sqrt;
-		r.shrink = decoupled ? 1.0f - lr * wd : 1.0f;
-		r.l2 = decoupled ? 0.0f : wd;
-	}
 	size_t n = o->n;
 	if (n >= ((size_t)1 << 20) && blas_pool_threads() > 1) {
 		/* on the pool's threads (see blas_pool): chunks of 256 Ki elements, taken in

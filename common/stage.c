@@ -458,8 +458,9 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
  * columns), so their gemms run on one thread: a second OpenBLAS thread buys them
  * little and, between calls, spins (sched_yield) on a core that the encoder and
  * train-step need (three stages share the cores). A stage with a large layer (the
- * encoder's first, genes x width) keeps the threads OpenBLAS started with
- * ($OPENBLAS_NUM_THREADS, else the cores). */
+ * encoder's first, genes x width), or one that asks for it (s->pool: the WGAN-GP
+ * critic, which works while the others wait), runs its products on as many threads
+ * ($OPENBLAS_NUM_THREADS, else the cores) of our own pool (blas_pool). */
 #define STAGE_SMALL_LAYER ((size_t)1 << 20)
 static void stage_threads(Stage *s)
 {
@@ -468,10 +469,11 @@ static void stage_threads(Stage *s)
 	size_t big = 0;
 	for (int l = 0, in = sp->in; l < sp->nlayers; in = sp->widths[l], l++)
 		if ((size_t)in * (size_t)sp->widths[l] > big) big = (size_t)in * (size_t)sp->widths[l];
-	if (big < STAGE_SMALL_LAYER && !single) {
+	int many = big >= STAGE_SMALL_LAYER || s->pool;
+	if (!many && !single) {
 		blas_threads(1);
 		single = 1;
-	} else if (big >= STAGE_SMALL_LAYER && (single || blas_pool_threads() == 1)) {
+	} else if (many && (single || blas_pool_threads() == 1)) {
 		const char *e = getenv("OPENBLAS_NUM_THREADS");
 		long n = e && *e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
 		if (n < 1) n = 1;
@@ -567,9 +569,14 @@ static void do_backward(Stage *s, const msgpack_object *req)
 	const msgpack_object *lr = obj_get(req, "lr");
 	float *dx = want ? xmallocarray((size_t)b * mlp_spec(s->m)->in, sizeof(float)) : NULL;
 	double t0 = now_seconds();
-	mlp_backward(s->m, dy.data, dx);
+	if (lr) {
+		/* the step with the backward pass: the first layer's weight gradient is used
+		 * band by band while in cache (mlp_backward_step); its seconds count as backward */
+		mlp_backward_step(s->m, dy.data, dx, &s->opt, (float)obj_num(&s->in, lr, "lr"));
+	} else {
+		mlp_backward(s->m, dy.data, dx);
+	}
 	s->bwd_s += now_seconds() - t0;
-	if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
 	if (want) {
 		int64_t sh[2] = { b, mlp_spec(s->m)->in };
 		stage_ok(s, 1);

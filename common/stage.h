@@ -55,6 +55,10 @@ struct Stage {
 	/* of busy_s: the network's forward and backward passes and the optimiser steps
 	 * (forward/backward/step requests, and backward's lr) */
 	double fwd_s, bwd_s, opt_s;
+	/* 1: the products run on the thread pool (blas_pool) even when every layer is
+	 * small: the WGAN-GP critic, whose n-critic updates run while the other stages
+	 * wait for it */
+	int pool;
 	/* the role's own requests; returns 0 for a request it does not know */
 	int (*handle)(Stage *s, const char *type, const msgpack_object *req);
 };
