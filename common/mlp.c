@@ -261,11 +261,44 @@ static void reserve(Mlp *m, int B)
 
 static const float *forward_xcopy(Mlp *m, int B, int train);
 
+/* The copy of a batch into the input cache (20 MiB for 256 rows of 20,000 genes), in
+ * pieces of 1 MiB on the pool's threads: memory-bound, it goes faster on two cores. */
+#define COPY_PIECE ((size_t)1 << 20)
+typedef struct {
+	const float *const *part;
+	const int *rows;
+	int nparts;
+	size_t rowbytes;
+	char *dst;
+} Copy;
+
+static void copy_piece(void *ctx, int k)
+{
+	const Copy *c = ctx;
+	size_t lo = (size_t)k * COPY_PIECE, hi = lo + COPY_PIECE, a = 0;
+	for (int i = 0; i < c->nparts && a < hi; i++) {
+		size_t b = a + (size_t)c->rows[i] * c->rowbytes;
+		if (lo < b) {
+			size_t s = lo > a ? lo : a, e = hi < b ? hi : b;
+			memcpy(c->dst + s, (const char *)c->part[i] + (s - a), e - s);
+		}
+		a = b;
+	}
+}
+
+static void copy_parallel(const Copy *c)
+{
+	size_t total = 0;
+	for (int i = 0; i < c->nparts; i++) total += (size_t)c->rows[i] * c->rowbytes;
+	blas_parallel((int)((total + COPY_PIECE - 1) / COPY_PIECE), copy_piece, (void *)c);
+}
+
 const float *mlp_forward(Mlp *m, const float *x, int B, int train)
 {
 	ASSERT(B >= 1);
 	reserve(m, B);
-	memcpy(m->xcopy, x, (size_t)B * m->spec.in * sizeof(float));
+	Copy c = { &x, &B, 1, (size_t)m->spec.in * sizeof(float), (char *)m->xcopy };
+	copy_parallel(&c);
 	return forward_xcopy(m, B, train);
 }
 
@@ -276,12 +309,8 @@ const float *mlp_forward_parts(Mlp *m, int nparts, const float *const *part, con
 	ASSERT(B >= 1);
 	reserve(m, B);
 	/* the input's one copy (kept for backward): the blocks may lie anywhere, unaligned */
-	char *o = (char *)m->xcopy;
-	for (int i = 0; i < nparts; i++) {
-		size_t n = (size_t)rows[i] * m->spec.in * sizeof(float);
-		memcpy(o, part[i], n);
-		o += n;
-	}
+	Copy c = { part, rows, nparts, (size_t)m->spec.in * sizeof(float), (char *)m->xcopy };
+	copy_parallel(&c);
 	return forward_xcopy(m, B, train);
 }
 
