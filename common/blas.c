@@ -39,6 +39,8 @@ static struct {
 	int nchunks;
 	_Atomic uint64_t claim;       /* job << 32 | next chunk to take */
 	atomic_int finished;          /* chunks of the current job done */
+	atomic_uint posted;           /* job, read without the lock by spinning threads */
+	int sleeping;                 /* workers waiting on go (under mu) */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 /* OpenBLAS set to one thread (blas_threads(1) or blas_pool): products are cut in bands */
@@ -65,20 +67,55 @@ static void pool_work(unsigned job, void (*fn)(void *, int), void *ctx, int nchu
 	in_chunk = 0;
 }
 
+/* A thread that ends a job, or waits for one to end, first watches for a short while
+ * (POOL_SPIN_S) before it sleeps: the products of a small network come one after
+ * another, tens of microseconds each, and waking a sleeping thread costs about as much.
+ * The watch reads one word and pauses; it is short enough not to matter to the other
+ * processes on the cores. */
+#define POOL_SPIN_S 50e-6
+
+static inline void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static int spin_until(int (*ready)(unsigned), unsigned arg)
+{
+	double t0 = 0;
+	for (int i = 0;; i++) {
+		if (ready(arg)) return 1;
+		cpu_pause();
+		if ((i & 63) == 63) {
+			double t = now_seconds();
+			if (t0 == 0) t0 = t;
+			else if (t - t0 > POOL_SPIN_S) return 0;
+		}
+	}
+}
+
+static int job_posted(unsigned seen) { return atomic_load_explicit(&P.posted, memory_order_acquire) != seen; }
+static int job_done(unsigned nchunks) { return atomic_load_explicit(&P.finished, memory_order_acquire) >= (int)nchunks; }
+
 static void *pool_thread(void *arg)
 {
 	(void)arg;
 	unsigned seen = 0;
-	pthread_mutex_lock(&P.mu);
 	for (;;) {
-		while (P.job == seen) pthread_cond_wait(&P.go, &P.mu);
+		spin_until(job_posted, seen);
+		pthread_mutex_lock(&P.mu);
+		while (P.job == seen) {
+			P.sleeping++;
+			pthread_cond_wait(&P.go, &P.mu);
+			P.sleeping--;
+		}
 		seen = P.job;
 		void (*fn)(void *, int) = P.fn;
 		void *ctx = P.ctx;
 		int nchunks = P.nchunks;
 		pthread_mutex_unlock(&P.mu);
 		pool_work(seen, fn, ctx, nchunks);
-		pthread_mutex_lock(&P.mu);
 	}
 	return NULL;
 }
@@ -117,9 +154,11 @@ void blas_parallel(int nchunks, void (*fn)(void *ctx, int chunk), void *ctx)
 	P.nchunks = nchunks;
 	atomic_store(&P.finished, 0);
 	atomic_store(&P.claim, (uint64_t)job << 32);
-	pthread_cond_broadcast(&P.go);
+	atomic_store_explicit(&P.posted, job, memory_order_release);
+	if (P.sleeping) pthread_cond_broadcast(&P.go);
 	pthread_mutex_unlock(&P.mu);
 	pool_work(job, fn, ctx, nchunks);
+	if (spin_until(job_done, (unsigned)nchunks)) return;
 	pthread_mutex_lock(&P.mu);
 	while (atomic_load(&P.finished) < nchunks) pthread_cond_wait(&P.done, &P.mu);
 	pthread_mutex_unlock(&P.mu);
@@ -161,12 +200,12 @@ int blas_band(int len)
 {
 	int n = len / 1024;
 	if (n < 2) n = 2;
-	if (n > len / 128) n = len / 128;
+	if (n > len / 64) n = len / 64;
 	return n < 2 ? 0 : (len + n - 1) / n;
 }
 
 /* A large product in bands of the longer side of C (blas_band: about 1024 wide, at
- * least 2 and at least 128 wide, since each band packs the whole other operand again),
+ * least 2 and at least 64 wide, since each band packs the whole other operand again),
  * on the pool's threads when there is a pool, else one after the other: the bands
  * depend on the shape alone, so the result is the same on any number of threads. */
 static int gemm_bands(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
