@@ -458,8 +458,8 @@ Mlp *params_read(const SReader *r, const msgpack_object *p, const char *role, ch
  * columns), so their gemms run on one thread: a second OpenBLAS thread buys them
  * little and, between calls, spins (sched_yield) on a core that the encoder and
  * train-step need (three stages share the cores). A stage with a large layer (the
- * encoder's first, genes x width), or one that asks for it (s->pool: the WGAN-GP
- * critic, which works while the others wait), runs its products on as many threads
+ * encoder's first, genes x width), or one that asks for it (s->pool: the domain
+ * head, which works while the others wait), runs its products on as many threads
  * ($OPENBLAS_NUM_THREADS, else the cores) of our own pool (blas_pool). */
 #define STAGE_SMALL_LAYER ((size_t)1 << 20)
 static void stage_threads(Stage *s)

@@ -56,8 +56,7 @@ struct Stage {
 	 * (forward/backward/step requests, and backward's lr) */
 	double fwd_s, bwd_s, opt_s;
 	/* 1: the products run on the thread pool (blas_pool) even when every layer is
-	 * small: the WGAN-GP critic, whose n-critic updates run while the other stages
-	 * wait for it */
+	 * small: the domain head, which works while the encoder and train-step wait */
 	int pool;
 	/* the role's own requests; returns 0 for a request it does not know */
 	int (*handle)(Stage *s, const char *type, const msgpack_object *req);

@@ -551,9 +551,10 @@ int main(int argc, char **argv)
 		if (wgan && s.arch.norm == NORM_BATCH) usage_error("--norm batch: the WGAN-GP critic takes no BatchNorm (the gradient penalty is per sample)");
 		if (wgan && s.arch.norm != NORM_NONE) usage_error("--norm %s: the gradient penalty supports critics without norm only", norm_names[s.arch.norm]);
 		if (wgan && s.arch.dropout > 0) usage_error("--dropout: the WGAN-GP critic takes no dropout");
-		/* the critic's n-critic updates run while train-step and the encoder wait: its
-		 * products take the cores (the thread pool) */
-		s.pool = strcmp(s.method, "wgan-gp") == 0;
+		/* the domain head works while train-step and the encoder wait (the critic's
+		 * n-critic updates, DANN's pass beside the small classifier): its products
+		 * take the cores (the thread pool) */
+		s.pool = 1;
 		stage_serve(&s);
 	}
 	if (archopt) usage_error("--method, --layers, --act, --slope, --norm and --dropout apply to --stage (the model has its architecture)");
