@@ -199,7 +199,8 @@ REPS=${REPS:-3}
 echo "train-step: $GENES genes, $SOURCE source + $TARGET target samples (synthetic, 4 classes), the"
 echo "published architecture (encoder 3 x (Linear 256, ReLU, BatchNorm, Dropout 0.5),"
 echo "classifier 128-64-4, domain head 256-128-64-1), Adam; $STEPS steps per run, $THREADS threads"
-echo "(OPENBLAS_NUM_THREADS for every stage, torch.set_num_threads for PyTorch). dapipe figures are"
+echo "(OPENBLAS_NUM_THREADS: the thread pools of the encoder and the domain head, docs/STAGES.md \"Threads\";"
+echo "torch.set_num_threads for PyTorch). dapipe figures are"
 echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch: medians of $REPS runs."
 echo
 echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | transport % (CPU) | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
