@@ -25,6 +25,9 @@
 #               wall clock also holds waiting for a core after waking a stage).
 #   roofline    GFLOP/s / the cblas_sgemm peak measured in this run (2048^3, the better
 #               of a measurement before and one after the training runs).
+#   paired      the same per run, against a 2048^3 peak measured (0.3 s) right before
+#               that run, median over the REPS runs: on a machine that other work
+#               loads in bursts, a run and its own peak share the conditions.
 #   transport   with DAPIPE_STAGE_STATS=1 train-step reports, per stage, the time
 #               spent packing and sending requests plus the stage's time decoding
 #               them; its sum over the stages as a share of the run's time.
@@ -117,7 +120,8 @@ rm -f "$TMP/full.mpk" "$TMP/src.mpk" "$TMP/tgt.mpk"
 
 # ---- the sgemm peak: the step's shapes and a large square, same threads ----
 cat >"$TMP/sgemm.c" <<'EOF'
-/* sgemm GFLOP/s at M N K ta tb (row-major), best of a one-second loop */
+/* sgemm GFLOP/s at M N K ta tb [seconds] (row-major), best of a loop of that many
+ * seconds (default 1) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,7 +129,8 @@ cat >"$TMP/sgemm.c" <<'EOF'
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 int main(int argc, char **argv)
 {
-	if (argc != 6) return 2;
+	if (argc != 6 && argc != 7) return 2;
+	double secs = argc == 7 ? atof(argv[6]) : 1.0;
 	int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]), ta = atoi(argv[4]), tb = atoi(argv[5]);
 	float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *C = calloc((size_t)M * N, sizeof(float));
 	for (long i = 0; i < (long)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
@@ -137,7 +142,7 @@ int main(int argc, char **argv)
 		            1.0f, A, ta ? M : K, B, tb ? K : N, 1.0f, C, N);
 		t = now() - t;
 		if (2.0 * M * N * K / t > best) best = 2.0 * M * N * K / t;
-	} while (now() - t0 < 1.0);
+	} while (now() - t0 < secs);
 	printf("%.1f\n", best / 1e9);
 	return 0;
 }
@@ -203,15 +208,18 @@ echo "(OPENBLAS_NUM_THREADS: the thread pools of the encoder and the domain head
 echo "torch.set_num_threads for PyTorch). dapipe figures are"
 echo "medians of $REPS runs${BEFORE_BIN:+, interleaved with the runs of the older build}; PyTorch: medians of $REPS runs."
 echo
-echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | transport % | transport % (CPU) | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| method | batch | dapipe ms/step | samples/s | GFLOP/s | % of sgemm peak | % of peak, paired | transport % | transport % (CPU) | peak RSS MiB | val acc | PyTorch ms/step | samples/s | peak RSS MiB | val acc | PyTorch / dapipe |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 : >"$TMP/rows.md"
 : >"$TMP/before.md"
 for M in dann wgan-gp; do
 	for B in 32 128; do
 		r=0
+		FL=$(flops "$M" "$B" "$B")
 		while [ "$r" -lt "$REPS" ]; do
+			PK=$("$TMP/sgemm" 2048 2048 2048 0 0 0.3)
 			ts "ts-$M-$B" "$BIN"
+			awk -v fl="$FL" -v pk="$PK" -v ms="$(tail -n 1 "$TMP/ts-$M-$B.ms")" 'BEGIN { printf "%.1f\n", 100 * fl / (ms / 1000) / 1e9 / pk }' >>"$TMP/fr-$M-$B"
 			RSSD=$RSS
 			[ -z "${BEFORE_BIN:-}" ] || ts "bf-$M-$B" "$BEFORE_BIN"
 			r=$((r + 1))
@@ -220,7 +228,7 @@ for M in dann wgan-gp; do
 		TR=$(median "$TMP/ts-$M-$B.tr")
 		TRC=$(median "$TMP/ts-$M-$B.trc")
 		ACC=$(sed -n 's/.*score \([0-9.]*\)).*/\1/p' "$TMP/ts-$M-$B.err")
-		FL=$(flops "$M" "$B" "$B")
+		FR=$(median "$TMP/fr-$M-$B")
 		if [ -n "$TORCH" ]; then
 			# REPS runs too (median): one run is at the mercy of whatever else the machine does
 			r=0
@@ -236,19 +244,19 @@ for M in dann wgan-gp; do
 		else
 			PT=; PACC=; PRSS=
 		fi
-		echo "$M $B $MS $FL $TR $TRC $RSSD $ACC ${PT:--} ${PACC:--} ${PRSS:--}" >>"$TMP/rows.md"
+		echo "$M $B $MS $FL $TR $TRC $RSSD $ACC ${PT:--} ${PACC:--} ${PRSS:--} $FR" >>"$TMP/rows.md"
 		[ -z "${BEFORE_BIN:-}" ] || echo "$M $B $(median "$TMP/bf-$M-$B.ms") $MS" >>"$TMP/before.md"
 	done
 done
 # the peak: the better of a measurement before and one after the training runs
 PEAK1=$("$TMP/sgemm" 2048 2048 2048 0 0)
 PEAK=$(awk -v a="$PEAK" -v b="$PEAK1" 'BEGIN { print (a > b ? a : b) }')
-while read -r m b ms fl tr trc rss acc pt pacc prss; do
-	awk -v m="$m" -v b="$b" -v ms="$ms" -v fl="$fl" -v pk="$PEAK" -v tr="$tr" -v trc="$trc" -v rss="$rss" -v acc="$acc" \
+while read -r m b ms fl tr trc rss acc pt pacc prss fr; do
+	awk -v m="$m" -v b="$b" -v ms="$ms" -v fl="$fl" -v pk="$PEAK" -v tr="$tr" -v trc="$trc" -v rss="$rss" -v acc="$acc" -v fr="$fr" \
 	    -v pt="$pt" -v pacc="$pacc" -v prss="$prss" -v why="$TORCH_WHY" 'BEGIN {
 		n = 2 * b
 		g = fl / (ms / 1000) / 1e9
-		printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.1f %% | %s %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, tr, trc, rss, acc
+		printf "| %s | %d+%d | %.1f | %.0f | %.1f | %.1f %% | %s %% | %s %% | %s %% | %s | %s |", m, b, b, ms, n / (ms / 1000), g, 100 * g / pk, fr, tr, trc, rss, acc
 		if (pt != "-") printf " %.1f | %.0f | %s | %s | %.2fx |\n", pt, n / (pt / 1000), prss, pacc, pt / ms
 		else printf " %s | | | | |\n", why }'
 done <"$TMP/rows.md"
