@@ -199,6 +199,19 @@ for m in dann wgan-gp; do
 		--epochs 2 --seed 1 --quiet --no-plots --out "$TMP/$m"
 	ok "pipelines-2.9 $m predictions" test "$(awk 'END { print NR - 1 }' "$TMP/$m/predictions.csv")" -eq "$NT"
 done
+# --align: conditional alignment (CDAN+E) passed to train-step, in the report and commands
+run "pipelines-2.16 adapt dann --align conditional-entropy" 0 sh "$P/adapt" --prepared "$PREP" --method dann \
+	--align conditional-entropy --epochs 2 --seed 1 --quiet --no-plots --out "$TMP/dce"
+ok "pipelines-2.16 predictions" test "$(awk 'END { print NR - 1 }' "$TMP/dce/predictions.csv")" -eq "$NT"
+ok "pipelines-2.16 report" sh -c "grep -q '^- alignment: conditional-entropy ' '$TMP/dce/report.md' && grep -q '^# Adaptation run: dann (conditional-entropy), unsupervised$' '$TMP/dce/report.md'"
+ok "pipelines-2.16 commands" grep -q -- '--align conditional-entropy' "$TMP/dce/commands.sh"
+ok "pipelines-2.16 bundle" sh -c "normalize --show header '$TMP/dce/model.mpk' | grep -q '\"align\": \"conditional-entropy\"'"
+run "pipelines-2.17 adapt --align bad" 2 sh "$P/adapt" --prepared "$PREP" --method dann --align joint --out "$TMP/x"
+err_has "adapt: --align: joint: must be marginal, weighted, conditional or conditional-entropy"
+run "pipelines-2.17 adapt --align source-only" 2 sh "$P/adapt" --prepared "$PREP" --method source-only --align conditional --out "$TMP/x"
+err_has "adapt: --align: source-only uses no domain head"
+run "pipelines-2.17 adapt --align wgan-gp entropy" 2 sh "$P/adapt" --prepared "$PREP" --method wgan-gp --align conditional-entropy --out "$TMP/x"
+err_has "adapt: --align conditional-entropy: dann only (wgan-gp: conditional)"
 # alignment before (the source-only model's latent space) and after, in the report
 run "pipelines-2.15 adapt dann --before" 0 sh "$P/adapt" --prepared "$PREP" --method dann \
 	--epochs 2 --seed 1 --quiet --no-plots --before "$TMP/so/model.mpk" --out "$TMP/dab"
