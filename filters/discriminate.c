@@ -4,7 +4,10 @@
  *     Reads a latent data stream (encode --model) and writes CSV
  *     "id,domain,p_target" (DANN: the domain classifier's probability that the row
  *     comes from the target domain) or "id,domain,score" (WGAN-GP: the critic's score,
- *     high for source-like rows). Frames read: header, data, end.
+ *     high for source-like rows). A conditional domain head (train-step --align
+ *     conditional) reads the map p (x) z of the classifier's probabilities and the
+ *     latent row (common/cond.h): computed here with the bundle's classifier.
+ *     Frames read: header, data, end.
  *
  *   discriminate --alignment [--seed 1] [--source NAME] [--target NAME] [--max-rows 2000]
  *                [--format json|csv] [--name TEXT] [LATENT | SOURCE_LATENT TARGET_LATENT]
@@ -31,6 +34,7 @@
  *
  * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
 #include "align.h"
+#include "cond.h"
 #include "stage.h"
 #include "stream.h"
 #include "util.h"
@@ -298,14 +302,42 @@ static void run_model(const char *model, const char *path)
 	if (mlp_out(m) != 1) die("%s: the discriminator has %d outputs, expected 1", model, mlp_out(m));
 	DataIn d;
 	data_open(&d, path);
-	if (d.h.nfeat != in)
+	/* a conditional domain head (train-step --align conditional) reads the map p (x) z
+	 * of the classifier's probabilities and the latent row: computed here with the
+	 * bundle's classifier */
+	Mlp *cls = NULL;
+	int K = 0, H = d.h.nfeat;
+	if (H != in) {
+		Mlp *c = bundle_mlp(&b, "classifier", NULL);
+		if (mlp_spec(c)->in == H && (long)H * mlp_out(c) == in) { cls = c; K = mlp_out(c); }
+		else mlp_free(c);
+	}
+	if (H != in && !cls)
 		die("%s: %d features, the discriminator of %s takes %d (pipe the data through encode --model %s first)",
 		    d.r.name, d.h.nfeat, model, in, model);
 	printf("id,domain,%s\n", critic ? "score" : "p_target");
 	Block blk;
-	block_init(&blk, in, 256);
+	block_init(&blk, H, 256);
+	float *P = NULL, *Tm = NULL;
+	if (cls) {
+		P = xmallocarray((size_t)256 * K, sizeof(float));
+		Tm = xmallocarray((size_t)256 * in, sizeof(float));
+	}
 	while (data_next(&d, &blk)) {
-		const float *o = blk.n ? mlp_forward(m, blk.x, blk.n, 0) : NULL;
+		const float *x = blk.x;
+		if (cls && blk.n) {
+			const float *lg = mlp_forward(cls, blk.x, blk.n, 0);
+			for (int i = 0; i < blk.n; i++) {
+				const float *l = lg + (size_t)i * K;
+				float *p = P + (size_t)i * K, mx = l[0], sum = 0;
+				for (int k = 1; k < K; k++) if (l[k] > mx) mx = l[k];
+				for (int k = 0; k < K; k++) sum += p[k] = expf(l[k] - mx);
+				for (int k = 0; k < K; k++) p[k] /= sum;
+			}
+			cond_map(Tm, P, blk.x, blk.n, K, H);
+			x = Tm;
+		}
+		const float *o = blk.n ? mlp_forward(m, x, blk.n, 0) : NULL;
 		for (int i = 0; i < blk.n; i++) {
 			const char *id = blk.ids[i], *dom = d.h.domains[blk.d[i]];
 			int q = strpbrk(id, ",\"\n") != NULL, qd = strpbrk(dom, ",\"\n") != NULL;
@@ -328,6 +360,9 @@ static void run_model(const char *model, const char *path)
 	block_free(&blk);
 	data_close(&d);
 	free(method);
+	free(P);
+	free(Tm);
+	if (cls) mlp_free(cls);
 	mlp_free(m);
 	bundle_free(&b);
 }

@@ -35,7 +35,8 @@
  *     Serves the classifier stage of docs/STAGES.md (hidden blocks, then a Linear of
  *     width "out" = number of classes giving logits). Besides the common requests it
  *     answers "loss": softmax cross-entropy on the logits with labels, returning the
- *     loss, the number correct, the predictions and dz in one round trip.
+ *     loss, the number correct, the predictions and dz in one round trip (and, with
+ *     want_probs, the softmax probabilities of every row: --align conditional).
  *
  * Exit codes: 0 ok, 1 data or runtime error, 2 usage error. */
 #include "explain.h"
@@ -126,6 +127,7 @@ static int handle(Stage *s, const char *type, const msgpack_object *req)
 	get_tensor(&s->in, req, "y", DT_I32, 1, &y);
 	int train = req_bool(&s->in, req, "train", 1);
 	int want = req_bool(&s->in, req, "want_dz", 1);
+	int want_probs = req_bool(&s->in, req, "want_probs", 0);
 	const msgpack_object *lr = obj_get(req, "lr");
 	const int32_t *yy = y.data;
 	int nlab = 0;
@@ -147,8 +149,9 @@ static int handle(Stage *s, const char *type, const msgpack_object *req)
 	const float *logits = B ? mlp_forward(s->m, z.data, B, train) : NULL;
 	float *dl = xmallocarray((size_t)B * K + 1, sizeof(float));
 	int32_t *pred = xmallocarray((size_t)B + 1, sizeof(int32_t));
+	float *probs = want_probs ? xmallocarray((size_t)B * K + 1, sizeof(float)) : NULL;
 	int nc = 0;
-	float loss = B ? softmax_xent(train ? dl : NULL, NULL, &nc, logits, yy, NULL, 0, B, K) : 0;
+	float loss = B ? softmax_xent(train ? dl : NULL, probs, &nc, logits, yy, NULL, 0, B, K) : 0;
 	for (int i = 0; i < B; i++) {
 		int best = 0;
 		for (int k = 1; k < K; k++)
@@ -161,16 +164,18 @@ static int handle(Stage *s, const char *type, const msgpack_object *req)
 		mlp_backward(s->m, dl, dz);
 		if (lr) stage_step(s, obj_num(&s->in, lr, "lr"));
 	}
-	int64_t sh1[1] = { B }, sh2[2] = { B, in };
-	stage_ok(s, dz ? 5 : 4);
+	int64_t sh1[1] = { B }, sh2[2] = { B, in }, shp[2] = { B, K };
+	stage_ok(s, 4 + (dz != NULL) + (probs != NULL));
 	sw_key(&s->out, "loss"); sw_double(&s->out, loss);
 	sw_key(&s->out, "correct"); sw_int(&s->out, nc);
 	sw_key(&s->out, "n"); sw_int(&s->out, nlab);
 	sw_key(&s->out, "pred"); sw_tensor(&s->out, DT_I32, 1, sh1, pred);
 	if (dz) { sw_key(&s->out, "dz"); sw_tensor(&s->out, DT_F32, 2, sh2, dz); }
+	if (probs) { sw_key(&s->out, "probs"); sw_tensor(&s->out, DT_F32, 2, shp, probs); }
 	free(dz);
 	free(dl);
 	free(pred);
+	free(probs);
 out:
 	tensor_free(&z);
 	tensor_free(&y);

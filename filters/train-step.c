@@ -14,7 +14,9 @@
  *   head: "dann" (gradient reversal + domain BCE) or "critic_step" (WGAN-GP critic
  *   updates, n-critic of them on the batch's detached z, then the encoder's
  *   adversarial gradient; with --align weighted the source rows weighted by
- *   p_T(c)/p_S(c), estimated each epoch by EM);
+ *   p_T(c)/p_S(c), estimated each epoch by EM); with --align conditional (CDAN) the
+ *   classifier first, on every row, and the domain head on the map p (x) z of its
+ *   probabilities and z (common/cond.h);
  *   encoder backward of the summed dz with an optimiser step.
  * After each epoch: accuracy on the selected validation set, early stopping with
  * --patience/--min-delta, the best epoch's parameters kept, --metrics CSV and
@@ -26,6 +28,7 @@
  * Exit codes: 0 ok; 1 bad input, a stage that failed or did not answer within
  * --stage-timeout, or a NaN loss (the model of the last good epoch is kept in --out);
  * 2 usage error. */
+#include "cond.h"
 #include "nn.h"
 #include "proto.h"
 #include "stream.h"
@@ -52,9 +55,12 @@ static const char *optim_names[3] = { "adam", "adamw", "sgd" };
 /* --align: what the domain head aligns. marginal: p(z) of source and target (DANN,
  * WDGRL); weighted: the source rows weighted by w_c = p_T(c)/p_S(c), p_T estimated
  * each epoch from the classifier's predictions on the unlabelled target rows
- * (IWDAN / IWWD, Combes et al. 2020; docs/MATH.md) */
-enum { AL_MARGINAL, AL_WEIGHTED, AL_COUNT };
-static const char *align_names[AL_COUNT] = { "marginal", "weighted" };
+ * (IWDAN / IWWD, Combes et al. 2020; docs/MATH.md); conditional: the joint
+ * distribution of z and the classifier's probabilities p, through the map p (x) z
+ * (CDAN, Long et al. 2018; common/cond.h); conditional-entropy: the same with each
+ * row's domain loss weighted by 1 + exp(-entropy(p)) (CDAN+E, dann only) */
+enum { AL_MARGINAL, AL_WEIGHTED, AL_CONDITIONAL, AL_CONDITIONAL_E, AL_COUNT };
+static const char *align_names[AL_COUNT] = { "marginal", "weighted", "conditional", "conditional-entropy" };
 
 /* rows per evaluation request: the training batch's order of size, so that neither the
  * encoder's activation arena nor the shared scratch grows (and is faulted in) for it */
@@ -135,8 +141,11 @@ static _Noreturn void usage(void)
 	       "  --align A               dann and wgan-gp: marginal (source and target latent\n"
 	       "                          distributions) or weighted (source rows of class c weighted\n"
 	       "                          by p_T(c)/p_S(c), target proportions re-estimated every epoch\n"
-	       "                          from the predictions on the unlabelled target rows)\n"
-	       "                          (default marginal)\n"
+	       "                          from the predictions on the unlabelled target rows),\n"
+	       "                          conditional (CDAN: the domain head reads the classifier's\n"
+	       "                          probabilities p (x) z; the classifier sees every row) or\n"
+	       "                          conditional-entropy (CDAN+E, dann: rows weighted by\n"
+	       "                          1 + exp(-entropy of p)) (default marginal)\n"
 	       "  --patience N            early stopping: epochs without improvement (default 10)\n"
 	       "  --min-delta X           early stopping: smallest improvement of accuracy (default 0)\n"
 	       "  --select S              the model kept and early stopping: target-val, last, or a\n"
@@ -217,9 +226,12 @@ static void start_stages(T *t)
 	int64_t H = get_int(&t->st[0].from, f, "out");
 	if (H < 1 || H > (1 << 24)) peer_fail(&t->st[0], "init: latent width %lld", (long long)H);
 	t->H = (int)H;
+	int cond = t->align == AL_CONDITIONAL || t->align == AL_CONDITIONAL_E;
+	if (cond && (int64_t)t->H * t->K > (1 << 24)) die("--align %s: the map p (x) z has %lld columns (latent %d x %d classes), more than %d",
+		align_names[t->align], (long long)t->H * t->K, t->H, t->K, 1 << 24);
 	for (int i = 1; i < t->nst; i++) {
 		w = peer_request(&t->st[i], "init", i == 1 ? 5 : 4);
-		sw_key(w, "in"); sw_int(w, t->H);
+		sw_key(w, "in"); sw_int(w, i == 2 && cond ? t->H * t->K : t->H);
 		if (i == 1) { sw_key(w, "out"); sw_int(w, t->K); }
 		sw_key(w, "seed"); sw_int(w, t->seed * 3 + 1 + i);
 		send_optimizer(t, w);
@@ -374,8 +386,9 @@ static void write_checkpoint(T *t, long epoch)
 	MemW m;
 	Blob b;
 	SWriter *w = mem_begin(&m);
-	sw_map(w, 10);
+	sw_map(w, 11);
 	sw_key(w, "method"); sw_str(w, method_names[t->method]);
+	sw_key(w, "align"); sw_str(w, align_names[t->align]);
 	sw_key(w, "best_tval"); sw_double(w, t->best_tval);
 	sw_key(w, "best_scores");
 	sw_array(w, VAL_COUNT);
@@ -430,6 +443,12 @@ static void load_checkpoint(T *t)
 	char *meth = get_str(&r, tr, "method");
 	if (strcmp(meth, method_names[t->method]) != 0) sr_fail(&r, "a %s checkpoint, this run is %s", meth, method_names[t->method]);
 	free(meth);
+	if (obj_get(tr, "align")) {
+		char *al = get_str(&r, tr, "align");
+		if (strcmp(al, align_names[t->align]) != 0)
+			sr_fail(&r, "a checkpoint of --align %s, this run is --align %s", al, align_names[t->align]);
+		free(al);
+	}
 	t->start_epoch = get_int(&r, tr, "epoch") + 1;
 	t->gstep = get_int(&r, tr, "gstep");
 	t->best_epoch = (int)get_int(&r, tr, "best_epoch");
@@ -485,6 +504,104 @@ static _Noreturn void nan_stop(T *t, long epoch, long step, const char *what, do
 		    epoch, step, what, v, t->best_epoch, t->out);
 	}
 	die("epoch %ld step %ld: the %s loss is %g; stopped (no epoch finished: no model written)", epoch, step, what, v);
+}
+
+/* --align conditional / conditional-entropy: the classifier on every row of z (the
+ * unlabelled rows with y = -1: no loss, but their probabilities), then the domain head
+ * on T = p (x) z (common/cond.h), p held constant; returns dz (B,H), the classifier's
+ * and the domain head's gradients summed */
+static float *heads_conditional(T *t, const float *Z, const int32_t *Y, int B, int ns, double lr, double lam,
+                                long epoch, long step)
+{
+	Peer *cls = &t->st[1], *dis = &t->st[2];
+	int H = t->H, K = t->K, nl = 0;
+	for (int i = 0; i < B; i++) nl += Y[i] >= 0;
+	int64_t shz[2] = { B, H }, shy[1] = { B };
+	SWriter *w = peer_request(cls, "loss", 7);
+	sw_key(w, "z"); sw_tensor(w, DT_F32, 2, shz, Z);
+	sw_key(w, "y"); sw_tensor(w, DT_I32, 1, shy, Y);
+	sw_key(w, "train"); sw_bool(w, nl > 0);
+	sw_key(w, "lr"); sw_double(w, lr);
+	sw_key(w, "want_probs"); sw_bool(w, 1);
+	sw_key(w, "want_dz"); sw_bool(w, 1);
+	peer_send(cls);
+	const msgpack_object *ans = peer_recv(cls);
+	float *dZ = xcalloc((size_t)B * H, sizeof(float));
+	Tensor pr, dz, pp;
+	const float *P = resp_matrix(cls, ans, "probs", B, K, &pp);
+	get_tensor(&cls->from, ans, "pred", DT_I32, 1, &pr);
+	if (pr.shape[0] != B) peer_fail(cls, "pred has %lld rows, expected %d", (long long)pr.shape[0], B);
+	if (nl > 0) {
+		double loss = get_num(&cls->from, ans, "loss");
+		if (!isfinite(loss)) nan_stop(t, epoch, step, "class", loss);
+		const float *d = resp_matrix(cls, ans, "dz", B, H, &dz);
+		memcpy(dZ, d, sizeof(float) * (size_t)B * H);
+		tensor_free(&dz);
+		const int32_t *pv = pr.data;
+		for (int i = 0; i < B; i++) {
+			if (Y[i] < 0) continue;
+			int c = pv[i] == Y[i];
+			t->ncorrect_all += c;
+			if (i < ns) { t->ncorrect_s += c; t->nsrc++; }
+		}
+		t->nlab += nl;
+		t->closs += loss;
+	}
+	/* the domain head on the map */
+	int KH = K * H;
+	float *Tm = xmallocarray((size_t)B * KH + 1, sizeof(float));
+	cond_map(Tm, P, Z, B, K, H);
+	if (t->method == M_DANN) {
+		int32_t *D = xmallocarray((size_t)B, sizeof(int32_t));
+		for (int i = 0; i < B; i++) D[i] = i >= ns;
+		float *RW = NULL;
+		if (t->align == AL_CONDITIONAL_E) {
+			RW = xmallocarray((size_t)B, sizeof(float));
+			cond_entropy_weights(RW, P, B, ns, K);
+		}
+		int64_t sht[2] = { B, KH }, shd[1] = { B };
+		w = peer_request(dis, "dann", RW ? 6 : 5);
+		sw_key(w, "z"); sw_tensor(w, DT_F32, 2, sht, Tm);
+		sw_key(w, "d"); sw_tensor(w, DT_I32, 1, shd, D);
+		sw_key(w, "lambda"); sw_double(w, lam);
+		sw_key(w, "lr"); sw_double(w, lr);
+		if (RW) { sw_key(w, "w"); sw_tensor(w, DT_F32, 1, shd, RW); }
+		peer_send(dis);
+		free(D);
+		free(RW);
+	} else {
+		int64_t shs[2] = { ns, KH }, sht[2] = { B - ns, KH };
+		w = peer_request(dis, "critic_step", 7);
+		sw_key(w, "iters"); sw_int(w, t->n_critic);
+		sw_key(w, "zs"); sw_tensor(w, DT_F32, 2, shs, Tm);
+		sw_key(w, "zt"); sw_tensor(w, DT_F32, 2, sht, Tm + (size_t)ns * KH);
+		sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
+		sw_key(w, "lr"); sw_double(w, t->critic_lr * (lr / t->lr));
+		sw_key(w, "gen"); sw_bool(w, 1);
+		peer_send(dis);
+	}
+	ans = peer_recv(dis);
+	double loss = get_num(&dis->from, ans, "loss");
+	if (!isfinite(loss)) nan_stop(t, epoch, step, "domain", loss);
+	t->dloss += loss;
+	if (t->method == M_DANN) {
+		t->dmetric += get_num(&dis->from, ans, "acc");
+		const float *d = resp_matrix(dis, ans, "dz", B, KH, &dz);
+		cond_map_backward(dZ, P, d, B, K, H);
+	} else {
+		t->dmetric += get_num(&dis->from, ans, "gap");
+		const float *d = resp_matrix(dis, ans, "dzt", B - ns, KH, &dz);
+		/* the critic's gradient on the target rows, times the adaptation weight */
+		float *s = xmallocarray((size_t)(B - ns) * KH + 1, sizeof(float));
+		for (size_t k = 0; k < (size_t)(B - ns) * KH; k++) s[k] = (float)lam * d[k];
+		cond_map_backward(dZ + (size_t)ns * H, P + (size_t)ns * K, s, B - ns, K, H);
+		free(s);
+	}
+	tensor_free(&dz);
+	tensor_free(&pr);
+	tensor_free(&pp);
+	free(Tm);
+	return dZ;
 }
 
 static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
@@ -563,6 +680,11 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	Tensor zt_;
 	const msgpack_object *ans = peer_recv(enc);
 	const float *Z = resp_matrix(enc, ans, "y", B, H, &zt_);
+	float *dZ;
+	if (adapt && (t->align == AL_CONDITIONAL || t->align == AL_CONDITIONAL_E)) {
+		dZ = heads_conditional(t, Z, Y, B, ns, lr, lam, epoch, step);
+		goto backward;
+	}
 	/* gather the labelled rows for the classifier */
 	int nl = 0;
 	int *idx = xmallocarray((size_t)B, sizeof(int));
@@ -621,7 +743,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 		free(RW);
 		peer_send(dis);
 	}
-	float *dZ = xcalloc((size_t)B * H, sizeof(float));
+	dZ = xcalloc((size_t)B * H, sizeof(float));
 	if (nl > 0) {
 		ans = peer_recv(cls);
 		double loss = get_num(&cls->from, ans, "loss");
@@ -664,6 +786,8 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 			}
 		}
 	}
+	free(idx); free(ZL); free(YL);
+backward:
 	/* encoder backward with the summed gradient, then its optimiser step;
 	 * the answer is read at the next batch */
 	w = peer_request(enc, "backward", 4);
@@ -672,7 +796,7 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	sw_key(w, "lr"); sw_double(w, lr);
 	peer_send(enc);
 	tensor_free(&zt_);
-	free(dZ); free(idx); free(ZL); free(YL); free(Xheap); free(Y);
+	free(dZ); free(Xheap); free(Y);
 	t->nsteps++;
 	t->gstep++;
 	t->t_steps += now_seconds() - t0;
@@ -1027,7 +1151,7 @@ int main(int argc, char **argv)
 		case O_ALIGN:
 			t.align = -1;
 			for (int i = 0; i < AL_COUNT; i++) if (strcmp(optarg, align_names[i]) == 0) t.align = i;
-			if (t.align < 0) usage_error("--align: %s: expected marginal or weighted", optarg);
+			if (t.align < 0) usage_error("--align: %s: expected marginal, weighted, conditional or conditional-entropy", optarg);
 			break;
 		case O_PAT: t.patience = parse_long("--patience", optarg, 1, 1000000000L); break;
 		case O_MD: t.min_delta = parse_double("--min-delta", optarg, 0, 1); break;
@@ -1069,6 +1193,7 @@ int main(int argc, char **argv)
 	int adapt = t.method == M_DANN || t.method == M_WGAN;
 	if (t.cmd[2] && !adapt) usage_error("--discriminator: %s uses no domain head", method_names[t.method]);
 	if (t.align != AL_MARGINAL && !adapt) usage_error("--align: %s uses no domain head", method_names[t.method]);
+	if (t.align == AL_CONDITIONAL_E && t.method != M_DANN) usage_error("--align: conditional-entropy weights the domain classifier's loss: dann only (wgan-gp: conditional)");
 	if (!t.cmd[0]) {
 		char *b = sibling_command("encode");
 		t.cmd[0] = xasprintf("%s --stage%s%s%s%s", b, el ? " --layers " : "", el ? el : "", ed ? " --dropout " : "", ed ? ed : "");

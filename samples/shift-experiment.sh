@@ -7,7 +7,8 @@
 #   sh samples/shift-experiment.sh [-DNAME=VALUE ...]
 #   e.g. sh samples/shift-experiment.sh -DTCGA_TUMOUR=1 -DARCHS4_TUMOUR=0.5
 # Environment: OUT (a new temporary folder; kept), METHODS ("source-only dann
-# target-only"; target-only runs with --labeled-fraction 1 unless LABELS is set),
+# target-only"; METHOD:ALIGN for an alignment, e.g. dann:conditional-entropy;
+# target-only runs with --labeled-fraction 1 unless LABELS is set),
 # LABELS (e.g. "--labeled-per-class 5": every run supervised), EPOCHS (30), JOBS (2;
 # each run uses one BLAS thread), GEN_OPTS (more gen-samples options, e.g. "--genes 500"),
 # BIN (bin), BUILD (build: where libdapipe.a is).
@@ -69,7 +70,9 @@ for ds in $DS; do
 	for m in $METHODS; do
 		lab=$LABELS
 		[ -z "$lab" ] && [ "$m" = target-only ] && lab="--labeled-fraction 1"
-		echo "pipelines/adapt --prepared $OUT/p$ds --epochs $EPOCHS --method $m $lab --out $OUT/r-$ds-$m >/dev/null 2>$OUT/r-$ds-$m.log" >>"$OUT/jobs.txt"
+		al=""
+		case $m in *:*) al="--align ${m#*:}" ;; esac
+		echo "pipelines/adapt --prepared $OUT/p$ds --epochs $EPOCHS --method ${m%%:*} $al $lab --out $OUT/r-$ds-$m >/dev/null 2>$OUT/r-$ds-$m.log" >>"$OUT/jobs.txt"
 	done
 done
 parallel -j "$JOBS" <"$OUT/jobs.txt" || { echo "shift-experiment: a run failed (logs in $OUT)" >&2; exit 1; }

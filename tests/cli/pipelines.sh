@@ -44,6 +44,9 @@ run "pipelines-1.12 predict without --model" 2 sh "$P/predict" "$S/gtex.gct.gz"
 err_has "predict: --model FILE is required"
 run "pipelines-1.13 sweep bad method" 2 sh "$P/sweep" --methods 'dann nope' --out "$TMP/x"
 err_has "sweep: --methods: nope:"
+run "pipelines-1.13 sweep bad alignment" 2 sh "$P/sweep" --methods 'dann:joint' --out "$TMP/x"
+err_has "sweep: --methods: dann:joint: must be"
+run "pipelines-1.13 sweep entropy weights with wgan-gp" 2 sh "$P/sweep" --methods 'wgan-gp:conditional-entropy' --out "$TMP/x"
 run "pipelines-1.14 sweep bad fraction" 2 sh "$P/sweep" --fractions '0.1 1.5' --out "$TMP/x"
 err_has "sweep: --fractions: 1.5: must be at most 1"
 run "pipelines-1.15 plot unknown kind" 2 sh "$P/plot" pie a.csv b.png
@@ -184,10 +187,13 @@ ok "pipelines-2.8 results.csv" sh -c "[ \$(sed 1d '$TMP/sw/results.csv' | grep -
 ok "pipelines-2.8 sweep.png" test -s "$TMP/sw/sweep.png"
 ok "pipelines-2.8 validator scores per run" sh -c "sed 1d '$TMP/sw/results.csv' | awk -F, 'NF != 19 { exit 1 }'"
 
-# the validators against the oracle: 2 methods x 2 seeds, unsupervised
+# the validators against the oracle: 2 methods x 2 seeds, unsupervised (the second with
+# adapt's --align: a method of its own in results.csv)
 run "pipelines-2.10 sweep validators" 0 sh "$P/sweep" --quiet --source "$S/tcga.csv.gz" --label-column tissue \
 	--target "$S/gtex.gct.gz" --target-labels "$S/gtex_labels.csv" --normalize-opts --zscore --target-pre --log2 \
-	--methods 'source-only dann' --fractions 0 --seeds '1 2' --epochs 2 --jobs 2 --out "$TMP/sv"
+	--methods 'source-only dann:conditional-entropy' --fractions 0 --seeds '1 2' --epochs 2 --jobs 2 --out "$TMP/sv"
+ok "pipelines-2.10 aligned method" sh -c "[ \$(grep -c '^dann:conditional-entropy,unsupervised,0,1,[12],.*,dann+conditional-entropy-l0-s1-seed[12],' '$TMP/sv/results.csv') -eq 2 ]"
+ok "pipelines-2.10 aligned run" grep -q -- '--align conditional-entropy' "$TMP/sv/runs/dann+conditional-entropy-l0-s1-seed1/commands.sh"
 ok "pipelines-2.10 validators.csv" sh -c "[ \$(grep -c '^\(source_val\|entropy\|im\|snd\|dev\|reverse\),2,' '$TMP/sv/validators.csv') -eq 6 ]"
 # the oracle is the best run's accuracy of each seed, every pick at most that
 ok "pipelines-2.10 oracle" sh -c "o=\$(awk -F, 'NR > 1 && \$2 == \"unsupervised\" { s = \$5; if (!(s in m) || \$6 > m[s]) m[s] = \$6 } END { for (s in m) t += m[s]; printf \"%.4f\", t / 2 }' '$TMP/sv/results.csv'); awk -F, -v o=\"\$o\" 'NR > 1 && (\$4 != o || \$3 > \$4 + 1e-9) { exit 1 }' '$TMP/sv/validators.csv'"
@@ -199,6 +205,19 @@ for m in dann wgan-gp; do
 		--epochs 2 --seed 1 --quiet --no-plots --out "$TMP/$m"
 	ok "pipelines-2.9 $m predictions" test "$(awk 'END { print NR - 1 }' "$TMP/$m/predictions.csv")" -eq "$NT"
 done
+# --align: conditional alignment (CDAN+E) passed to train-step, in the report and commands
+run "pipelines-2.16 adapt dann --align conditional-entropy" 0 sh "$P/adapt" --prepared "$PREP" --method dann \
+	--align conditional-entropy --epochs 2 --seed 1 --quiet --no-plots --out "$TMP/dce"
+ok "pipelines-2.16 predictions" test "$(awk 'END { print NR - 1 }' "$TMP/dce/predictions.csv")" -eq "$NT"
+ok "pipelines-2.16 report" sh -c "grep -q '^- alignment: conditional-entropy ' '$TMP/dce/report.md' && grep -q '^# Adaptation run: dann (conditional-entropy), unsupervised$' '$TMP/dce/report.md'"
+ok "pipelines-2.16 commands" grep -q -- '--align conditional-entropy' "$TMP/dce/commands.sh"
+ok "pipelines-2.16 bundle" sh -c "normalize --show header '$TMP/dce/model.mpk' | grep -q '\"align\": \"conditional-entropy\"'"
+run "pipelines-2.17 adapt --align bad" 2 sh "$P/adapt" --prepared "$PREP" --method dann --align joint --out "$TMP/x"
+err_has "adapt: --align: joint: must be marginal, weighted, conditional or conditional-entropy"
+run "pipelines-2.17 adapt --align source-only" 2 sh "$P/adapt" --prepared "$PREP" --method source-only --align conditional --out "$TMP/x"
+err_has "adapt: --align: source-only uses no domain head"
+run "pipelines-2.17 adapt --align wgan-gp entropy" 2 sh "$P/adapt" --prepared "$PREP" --method wgan-gp --align conditional-entropy --out "$TMP/x"
+err_has "adapt: --align conditional-entropy: dann only (wgan-gp: conditional)"
 # alignment before (the source-only model's latent space) and after, in the report
 run "pipelines-2.15 adapt dann --before" 0 sh "$P/adapt" --prepared "$PREP" --method dann \
 	--epochs 2 --seed 1 --quiet --no-plots --before "$TMP/so/model.mpk" --out "$TMP/dab"
