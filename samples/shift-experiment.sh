@@ -6,10 +6,13 @@
 # prints target test accuracy per dataset and the mean.
 #   sh samples/shift-experiment.sh [-DNAME=VALUE ...]
 #   e.g. sh samples/shift-experiment.sh -DTCGA_TUMOUR=1 -DARCHS4_TUMOUR=0.5
-# Environment: OUT (a new temporary folder; kept), METHODS ("source-only dann
+# Environment: OUT (a new temporary folder; kept; runs already done there are not
+# repeated), METHODS ("source-only dann
 # target-only"; METHOD:ALIGN for an alignment, e.g. dann:conditional-entropy;
 # target-only runs with --labeled-fraction 1 unless LABELS is set),
-# LABELS (e.g. "--labeled-per-class 5": every run supervised), EPOCHS (30), JOBS (2;
+# LABELS (e.g. "--labeled-per-class 5": every run supervised), SEEDS ("1": adapt's
+# --seed, which draws the splits and the initialisation; a cell is the mean over the
+# seeds, and a last column gives the sd over seeds of the five-dataset mean), EPOCHS (30), JOBS (2;
 # each run uses one BLAS thread), GEN_OPTS (more gen-samples options, e.g. "--genes 500"),
 # BIN (bin), BUILD (build: where libdapipe.a is).
 # Needs `make` first, and GNU parallel.
@@ -22,6 +25,7 @@ METHODS=${METHODS:-source-only dann target-only}
 LABELS=${LABELS:-}
 EPOCHS=${EPOCHS:-30}
 JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-1}
 GEN_OPTS=${GEN_OPTS:-}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/dapipe-shift.XXXXXX")}
 mkdir -p "$OUT"
@@ -72,17 +76,31 @@ for ds in $DS; do
 		[ -z "$lab" ] && [ "$m" = target-only ] && lab="--labeled-fraction 1"
 		al=""
 		case $m in *:*) al="--align ${m#*:}" ;; esac
-		echo "pipelines/adapt --prepared $OUT/p$ds --epochs $EPOCHS --method ${m%%:*} $al $lab --out $OUT/r-$ds-$m >/dev/null 2>$OUT/r-$ds-$m.log" >>"$OUT/jobs.txt"
+		for sd in $SEEDS; do
+			r=$OUT/r-$ds-$m-seed$sd
+			[ ! -s "$r/summary.csv" ] || continue  # done by an earlier call with this OUT
+			echo "pipelines/adapt --prepared $OUT/p$ds --epochs $EPOCHS --seed $sd --method ${m%%:*} $al $lab --out $r >/dev/null 2>$r.log" >>"$OUT/jobs.txt"
+		done
 	done
 done
 parallel -j "$JOBS" <"$OUT/jobs.txt" || { echo "shift-experiment: a run failed (logs in $OUT)" >&2; exit 1; }
 
-printf '| run |'; for ds in $DS; do printf ' %s |' "$ds"; done; echo ' mean |'
-printf '|---|'; for ds in $DS; do printf -- '---|'; done; echo '---|'
+printf '| run |'; for ds in $DS; do printf ' %s |' "$ds"; done; echo ' mean | sd over seeds |'
+printf '|---|'; for ds in $DS; do printf -- '---|'; done; echo '---|---|'
 for m in $METHODS; do
 	for ds in $DS; do
-		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "accuracy") c = i; next } { print $c; exit }' \
-			"$OUT/r-$ds-$m/summary.csv"
-	done | awk -v m="$m" '{ a[NR] = $1; s += $1 } END {
-		printf "| %s |", m; for (i = 1; i <= NR; i++) printf " %.3f |", a[i]; printf " %.3f |\n", s / NR }'
+		for sd in $SEEDS; do
+			printf '%s %s ' "$ds" "$sd"
+			awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "accuracy") c = i; next } { print $c; exit }' \
+				"$OUT/r-$ds-$m-seed$sd/summary.csv"
+		done
+	done | awk -v m="$m" -v dsl="$DS" '
+		{ a[$1] += $3; n[$1]++; s[$2] += $3; k[$2]++ }
+		END {
+			nd = split(dsl, d, " "); printf "| %s |", m; t = 0
+			for (i = 1; i <= nd; i++) { printf " %.3f |", a[d[i]] / n[d[i]]; t += a[d[i]] / n[d[i]] }
+			ns = 0; sum = 0; sq = 0
+			for (e in s) { v = s[e] / k[e]; ns++; sum += v; sq += v * v }
+			sdv = ns > 1 ? sqrt((sq - sum * sum / ns) / (ns - 1)) : 0
+			printf " %.3f | %s |\n", t / nd, (ns > 1 ? sprintf("%.3f", sdv) : "-") }'
 done
