@@ -506,6 +506,40 @@ static _Noreturn void nan_stop(T *t, long epoch, long step, const char *what, do
 	die("epoch %ld step %ld: the %s loss is %g; stopped (no epoch finished: no model written)", epoch, step, what, v);
 }
 
+/* the domain head's requests (sent by the caller): "dann" on the B rows of Z (B, cols),
+ * rows [0, ns) source; "critic_step" on its source and target rows; RW (B or ns) the
+ * per-row weights of the domain loss, or NULL */
+static void request_dann(Peer *dis, const float *Z, int B, int cols, int ns, double lam, double lr, const float *RW)
+{
+	int32_t *D = xmallocarray((size_t)B, sizeof(int32_t));
+	for (int i = 0; i < B; i++) D[i] = i >= ns;
+	int64_t shz[2] = { B, cols }, shd[1] = { B };
+	SWriter *w = peer_request(dis, "dann", RW ? 6 : 5);
+	sw_key(w, "z"); sw_tensor(w, DT_F32, 2, shz, Z);
+	sw_key(w, "d"); sw_tensor(w, DT_I32, 1, shd, D);
+	sw_key(w, "lambda"); sw_double(w, lam);
+	sw_key(w, "lr"); sw_double(w, lr);
+	if (RW) { sw_key(w, "w"); sw_tensor(w, DT_F32, 1, shd, RW); }
+	free(D);
+}
+
+/* WDGRL (Shen et al. 2018), WGAN-GP (Gulrajani et al. 2017): n_critic critic updates per
+ * encoder update, on this batch's detached rows; then the encoder's adversarial
+ * gradient, every batch, beside its class loss */
+static void request_critic(T *t, Peer *dis, const float *Z, int B, int cols, int ns, double lr, const float *RW)
+{
+	int64_t shs[2] = { ns, cols }, sht[2] = { B - ns, cols }, shw[1] = { ns };
+	SWriter *w = peer_request(dis, "critic_step", RW ? 8 : 7);
+	sw_key(w, "iters"); sw_int(w, t->n_critic);
+	sw_key(w, "zs"); sw_tensor(w, DT_F32, 2, shs, Z);
+	sw_key(w, "zt"); sw_tensor(w, DT_F32, 2, sht, Z + (size_t)ns * cols);
+	sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
+	/* the critic's own rate, decayed like the encoder's */
+	sw_key(w, "lr"); sw_double(w, t->critic_lr * (lr / t->lr));
+	sw_key(w, "gen"); sw_bool(w, 1);
+	if (RW) { sw_key(w, "ws"); sw_tensor(w, DT_F32, 1, shw, RW); }
+}
+
 /* --align conditional / conditional-entropy: the classifier on every row of z (the
  * unlabelled rows with y = -1: no loss, but their probabilities), then the domain head
  * on T = p (x) z (common/cond.h), p held constant; returns dz (B,H), the classifier's
@@ -552,34 +586,17 @@ static float *heads_conditional(T *t, const float *Z, const int32_t *Y, int B, i
 	float *Tm = xmallocarray((size_t)B * KH + 1, sizeof(float));
 	cond_map(Tm, P, Z, B, K, H);
 	if (t->method == M_DANN) {
-		int32_t *D = xmallocarray((size_t)B, sizeof(int32_t));
-		for (int i = 0; i < B; i++) D[i] = i >= ns;
 		float *RW = NULL;
 		if (t->align == AL_CONDITIONAL_E) {
 			RW = xmallocarray((size_t)B, sizeof(float));
 			cond_entropy_weights(RW, P, B, ns, K);
 		}
-		int64_t sht[2] = { B, KH }, shd[1] = { B };
-		w = peer_request(dis, "dann", RW ? 6 : 5);
-		sw_key(w, "z"); sw_tensor(w, DT_F32, 2, sht, Tm);
-		sw_key(w, "d"); sw_tensor(w, DT_I32, 1, shd, D);
-		sw_key(w, "lambda"); sw_double(w, lam);
-		sw_key(w, "lr"); sw_double(w, lr);
-		if (RW) { sw_key(w, "w"); sw_tensor(w, DT_F32, 1, shd, RW); }
-		peer_send(dis);
-		free(D);
+		request_dann(dis, Tm, B, KH, ns, lam, lr, RW);
 		free(RW);
 	} else {
-		int64_t shs[2] = { ns, KH }, sht[2] = { B - ns, KH };
-		w = peer_request(dis, "critic_step", 7);
-		sw_key(w, "iters"); sw_int(w, t->n_critic);
-		sw_key(w, "zs"); sw_tensor(w, DT_F32, 2, shs, Tm);
-		sw_key(w, "zt"); sw_tensor(w, DT_F32, 2, sht, Tm + (size_t)ns * KH);
-		sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
-		sw_key(w, "lr"); sw_double(w, t->critic_lr * (lr / t->lr));
-		sw_key(w, "gen"); sw_bool(w, 1);
-		peer_send(dis);
+		request_critic(t, dis, Tm, B, KH, ns, lr, NULL);
 	}
+	peer_send(dis);
 	ans = peer_recv(dis);
 	double loss = get_num(&dis->from, ans, "loss");
 	if (!isfinite(loss)) nan_stop(t, epoch, step, "domain", loss);
@@ -707,7 +724,6 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 	}
 	int gen = 0;
 	if (adapt) {
-		int64_t shz[2] = { B, H }, shs[2] = { ns, H }, sht[2] = { B - ns, H }, shd[1] = { B }, shw[1] = { ns };
 		/* --align weighted: source row i weighted by w_{y_i} in the domain loss
 		 * (weight 1 until the first estimate, after epoch 0, and for unlabelled rows) */
 		float *RW = NULL;
@@ -716,29 +732,10 @@ static void train_batch(T *t, const msgpack_object *f, long epoch, long step)
 			for (int i = 0; i < B; i++) RW[i] = i < ns && Y[i] >= 0 ? (float)t->cw[Y[i]] : 1.0f;
 		}
 		if (t->method == M_DANN) {
-			int32_t *D = xmallocarray((size_t)B, sizeof(int32_t));
-			for (int i = 0; i < B; i++) D[i] = i >= ns;
-			w = peer_request(dis, "dann", RW ? 6 : 5);
-			sw_key(w, "z"); sw_tensor(w, DT_F32, 2, shz, Z);
-			sw_key(w, "d"); sw_tensor(w, DT_I32, 1, shd, D);
-			sw_key(w, "lambda"); sw_double(w, lam);
-			sw_key(w, "lr"); sw_double(w, lr);
-			if (RW) { sw_key(w, "w"); sw_tensor(w, DT_F32, 1, shd, RW); }
-			free(D);
+			request_dann(dis, Z, B, H, ns, lam, lr, RW);
 		} else {
-			/* WDGRL (Shen et al. 2018), WGAN-GP (Gulrajani et al. 2017): n_critic critic
-			 * updates per encoder update, here on this batch's detached z; then the
-			 * encoder's adversarial gradient, every batch, beside its class loss */
 			gen = 1;
-			w = peer_request(dis, "critic_step", RW ? 8 : 7);
-			sw_key(w, "iters"); sw_int(w, t->n_critic);
-			sw_key(w, "zs"); sw_tensor(w, DT_F32, 2, shs, Z);
-			sw_key(w, "zt"); sw_tensor(w, DT_F32, 2, sht, Z + (size_t)ns * H);
-			sw_key(w, "gp_weight"); sw_double(w, t->gp_weight);
-			/* the critic's own rate, decayed like the encoder's */
-			sw_key(w, "lr"); sw_double(w, t->critic_lr * (lr / t->lr));
-			sw_key(w, "gen"); sw_bool(w, gen);
-			if (RW) { sw_key(w, "ws"); sw_tensor(w, DT_F32, 1, shw, RW); }
+			request_critic(t, dis, Z, B, H, ns, lr, RW);
 		}
 		free(RW);
 		peer_send(dis);
