@@ -17,7 +17,7 @@ void cond_map(float *T, const float *P, const float *Z, int B, int K, int H)
 	}
 }
 
-void cond_map_backward(float *dZ, const float *P, const float *dT, int B, int K, int H)
+void cond_map_backward(float *dZ, const float *P, const float *dT, float scale, int B, int K, int H)
 {
 	for (int i = 0; i < B; i++) {
 		float *dz = dZ + (size_t)i * H;
@@ -25,7 +25,7 @@ void cond_map_backward(float *dZ, const float *P, const float *dT, int B, int K,
 		for (int k = 0; k < K; k++) {
 			float pk = p[k];
 			const float *dtk = dt + (size_t)k * H;
-			for (int h = 0; h < H; h++) dz[h] += pk * dtk[h];
+			for (int h = 0; h < H; h++) dz[h] += pk * (scale * dtk[h]);
 		}
 	}
 }

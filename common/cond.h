@@ -19,8 +19,8 @@
 
 /* T (B, K*H) = the map of P (B,K) and Z (B,H) */
 void cond_map(float *T, const float *P, const float *Z, int B, int K, int H);
-/* dZ (B,H) += the gradient through the map, P held constant */
-void cond_map_backward(float *dZ, const float *P, const float *dT, int B, int K, int H);
+/* dZ (B,H) += the gradient through the map of scale * dT, P held constant */
+void cond_map_backward(float *dZ, const float *P, const float *dT, float scale, int B, int K, int H);
 /* w (B): CDAN+E weights; rows [0, ns) are the source, [ns, B) the target (each
  * domain needs at least one row) */
 void cond_entropy_weights(float *w, const float *P, int B, int ns, int K);

@@ -104,6 +104,8 @@ typedef struct {
 	double best_acc;
 	double *src_count;  /* (K) source training labels seen (class priors p_S) */
 	double *cw;         /* (K) --align weighted: the class weights w_c of the domain loss */
+	float *cond_buf;    /* --align conditional: the map's rows of a batch */
+	size_t cond_cap;
 	int have_cw;
 	Blob best[3];
 	int have_best;
@@ -583,7 +585,14 @@ static float *heads_conditional(T *t, const float *Z, const int32_t *Y, int B, i
 	}
 	/* the domain head on the map */
 	int KH = K * H;
-	float *Tm = xmallocarray((size_t)B * KH + 1, sizeof(float));
+	/* the map's rows (4 MiB for 256 rows of 4,096): kept from batch to batch */
+	size_t need = (size_t)B * KH + 1;
+	if (need > t->cond_cap) {
+		free(t->cond_buf);
+		t->cond_buf = xmallocarray(need, sizeof(float));
+		t->cond_cap = need;
+	}
+	float *Tm = t->cond_buf;
 	cond_map(Tm, P, Z, B, K, H);
 	if (t->method == M_DANN) {
 		float *RW = NULL;
@@ -604,20 +613,16 @@ static float *heads_conditional(T *t, const float *Z, const int32_t *Y, int B, i
 	if (t->method == M_DANN) {
 		t->dmetric += get_num(&dis->from, ans, "acc");
 		const float *d = resp_matrix(dis, ans, "dz", B, KH, &dz);
-		cond_map_backward(dZ, P, d, B, K, H);
+		cond_map_backward(dZ, P, d, 1.0f, B, K, H);
 	} else {
 		t->dmetric += get_num(&dis->from, ans, "gap");
 		const float *d = resp_matrix(dis, ans, "dzt", B - ns, KH, &dz);
 		/* the critic's gradient on the target rows, times the adaptation weight */
-		float *s = xmallocarray((size_t)(B - ns) * KH + 1, sizeof(float));
-		for (size_t k = 0; k < (size_t)(B - ns) * KH; k++) s[k] = (float)lam * d[k];
-		cond_map_backward(dZ + (size_t)ns * H, P + (size_t)ns * K, s, B - ns, K, H);
-		free(s);
+		cond_map_backward(dZ + (size_t)ns * H, P + (size_t)ns * K, d, (float)lam, B - ns, K, H);
 	}
 	tensor_free(&dz);
 	tensor_free(&pr);
 	tensor_free(&pp);
-	free(Tm);
 	return dZ;
 }
 
@@ -1328,6 +1333,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++) { free(t.cmd[i]); blob_free(&t.best[i]); }
 	for (int i = 0; i < 2; i++) { free(t.val[i].x); free(t.val[i].y); }
 	free(t.pool.x);
+	free(t.cond_buf);
 	free(t.csv);
 	header_free(&t.h);
 	sr_close(&t.r);

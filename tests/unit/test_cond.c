@@ -4,7 +4,7 @@
  * 1. cond_map against a naive (B,K,H) outer product in double, on random shapes.
  * 2. cond_map_backward: the gradient of a linear domain head with the weighted BCE
  *    of nn.h on T = p (x) z, with respect to z (p constant), against central
- *    differences of the loss; and its "+=" contract.
+ *    differences of the loss; its "+=" contract and its scale.
  * 3. cond_entropy_weights: against 1 + exp(-H(p)) computed in double, each domain's
  *    weights summing to B/2, a one-hot row weighted 2 / a uniform row 1 + 1/K before
  *    the normalisation. */
@@ -71,7 +71,7 @@ static double loss_at(const Ctx *c, float *dZ)
 		float *dT = xmallocarray((size_t)B * KH, sizeof(float));
 		for (int i = 0; i < B; i++)
 			for (int j = 0; j < KH; j++) dT[(size_t)i * KH + j] = dl[i] * c->a[j];
-		cond_map_backward(dZ, c->P, dT, B, c->K, c->H);
+		cond_map_backward(dZ, c->P, dT, 1.0f, B, c->K, c->H);
 		free(dT);
 	}
 	free(T); free(lg); free(dl);
@@ -110,6 +110,18 @@ static void test_backward(void)
 	loss_at(&c, g2);
 	for (int j = 0; j < B * H; j++) twice[j] = 2 * g[j];
 	check_close("cond.backward-accumulates", g2, twice, (long)B * H, 1e-6, 1e-5);
+	/* scale: the gradient of scale * dT */
+	{
+		int KH = K * H;
+		float *dT = xmallocarray((size_t)B * KH, sizeof(float)), *a = xcalloc((size_t)B * H, sizeof(float));
+		float *b = xcalloc((size_t)B * H, sizeof(float));
+		for (int j = 0; j < B * KH; j++) dT[j] = (float)rng_normal(&R);
+		cond_map_backward(a, c.P, dT, 1.0f, B, K, H);
+		cond_map_backward(b, c.P, dT, -0.5f, B, K, H);
+		for (int j = 0; j < B * H; j++) a[j] *= -0.5f;
+		check_close("cond.backward-scale", b, a, (long)B * H, 1e-6, 1e-5);
+		free(dT); free(a); free(b);
+	}
 	free(c.P); free(c.Z); free(c.a); free(c.t); free(c.w); free(g); free(fd); free(g2); free(twice);
 }
 
