@@ -38,6 +38,7 @@
 #include "stage.h"
 #include "stream.h"
 #include "util.h"
+#include "validate.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -326,14 +327,8 @@ static void run_model(const char *model, const char *path)
 	while (data_next(&d, &blk)) {
 		const float *x = blk.x;
 		if (cls && blk.n) {
-			const float *lg = mlp_forward(cls, blk.x, blk.n, 0);
-			for (int i = 0; i < blk.n; i++) {
-				const float *l = lg + (size_t)i * K;
-				float *p = P + (size_t)i * K, mx = l[0], sum = 0;
-				for (int k = 1; k < K; k++) if (l[k] > mx) mx = l[k];
-				for (int k = 0; k < K; k++) sum += p[k] = expf(l[k] - mx);
-				for (int k = 0; k < K; k++) p[k] /= sum;
-			}
+			memcpy(P, mlp_forward(cls, blk.x, blk.n, 0), sizeof(float) * (size_t)blk.n * K);
+			val_softmax(P, blk.n, K);
 			cond_map(Tm, P, blk.x, blk.n, K, H);
 			x = Tm;
 		}
