@@ -6,15 +6,18 @@
 # prints target test accuracy per dataset and the mean.
 #   sh samples/shift-experiment.sh [-DNAME=VALUE ...]
 #   e.g. sh samples/shift-experiment.sh -DTCGA_TUMOUR=1 -DARCHS4_TUMOUR=0.5
-# Environment: OUT (a new temporary folder; kept; runs already done there are not
-# repeated), METHODS ("source-only dann
-# target-only"; METHOD:ALIGN for an alignment, e.g. dann:conditional-entropy;
-# target-only runs with --labeled-fraction 1 unless LABELS is set),
-# LABELS (e.g. "--labeled-per-class 5": every run supervised), SEEDS ("1": adapt's
-# --seed, which draws the splits and the initialisation; a cell is the mean over the
-# seeds, and a last column gives the sd over seeds of the five-dataset mean), EPOCHS (30), JOBS (2;
-# each run uses one BLAS thread), GEN_OPTS (more gen-samples options, e.g. "--genes 500"),
-# BIN (bin), BUILD (build: where libdapipe.a is).
+# Environment:
+#   OUT       results folder (default a new temporary one; kept); runs already done
+#             there are not repeated
+#   METHODS   "source-only dann target-only"; METHOD:ALIGN adds adapt's --align
+#             (e.g. dann:conditional-entropy); target-only runs with
+#             --labeled-fraction 1 unless LABELS is set
+#   LABELS    e.g. "--labeled-per-class 5": every run supervised
+#   SEEDS     "1": adapt's --seed, which draws the splits and the initialisation; a
+#             cell is the mean over the seeds, a last column the sd over seeds of the
+#             five-dataset mean
+#   EPOCHS (30), JOBS (2; each run uses one BLAS thread), GEN_OPTS (more gen-samples
+#   options, e.g. "--genes 500"), BIN (bin), BUILD (build: where libdapipe.a is)
 # Needs `make` first, and GNU parallel.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
